@@ -1,0 +1,141 @@
+"""The decode loop: one forward per group through a static KV cache.
+
+Every caller (ComfyUI nodes, CLI, benchmarks) goes through `generate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .model import LPD, KVCache, group_starts
+from .sampling import CFG_SCHEDULES, guidance_scales, guide, make_generators, sample_tokens
+from .schedule import Schedule, validate_group_sizes, validate_order
+
+
+@dataclass
+class DecodeStep:
+    """What the per-step callback sees after step `step` (0-based) of `total`."""
+    step: int
+    total: int
+    tokens: torch.Tensor  # (B, N) raster order; undecoded positions hold 0
+    known: torch.Tensor  # (B, N) bool: positions decoded so far
+    logits: torch.Tensor  # (B, group size, vocab) guided logits of this step, in order of the group
+
+
+def _labels_tensor(labels, batch: int | None, num_classes: int, device) -> torch.Tensor | None:
+    if labels is None:
+        return None
+    labels = torch.as_tensor(labels, dtype=torch.long, device=device).reshape(-1)
+    if batch is not None and labels.numel() == 1:
+        labels = labels.expand(batch)
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.numel():
+        raise ValueError(f"class index {bad[0].item()} is out of range: this model has {num_classes} "
+                         f"classes, so use 0..{num_classes - 1}")
+    return labels
+
+
+def _orders_tensor(orders, batch: int, num_tokens: int, device) -> torch.Tensor:
+    orders = torch.as_tensor(orders, dtype=torch.long)
+    rows = orders.reshape(-1, orders.shape[-1]) if orders.ndim else orders
+    for row in rows:
+        validate_order(row.numpy(), num_tokens)
+    if orders.ndim == 1:
+        orders = orders.expand(batch, -1)
+    if orders.shape[0] != batch:
+        raise ValueError(f"got {orders.shape[0]} orders for a batch of {batch}")
+    return orders.to(device)
+
+
+def _seeds(seeds, batch: int) -> list[int]:
+    if isinstance(seeds, int):
+        return [seeds + i for i in range(batch)]
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != batch:
+        raise ValueError(f"got {len(seeds)} seeds for a batch of {batch}")
+    return seeds
+
+
+@torch.no_grad()
+def generate(
+    model: LPD,
+    schedule: Schedule | None = None,
+    labels: int | Sequence[int] | torch.Tensor | None = None,
+    *,
+    batch: int | None = None,
+    orders: torch.Tensor | None = None,
+    group_sizes: Sequence[int] | None = None,
+    cfg: float = 1.0,
+    cfg_schedule: str = "linear",
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seeds: int | Sequence[int] = 0,
+    callback: Callable[[DecodeStep], None] | None = None,
+) -> torch.Tensor:
+    """Generate image tokens, (B, N) in raster order.
+
+    The order and group sizes come from `schedule` (one order for the whole batch), or from
+    `orders` ((N,) or (B, N)) and `group_sizes`. `labels` are class indices (one per sample, or one
+    for all); None generates unconditionally (the null class). Sample b draws from its own
+    generator seeded with seeds[b] (an int s means s, s+1, ...), so a seed gives the same image
+    whatever the batch. cfg ≠ 1 runs the null class beside each sample and mixes the logits per
+    `cfg_schedule`. `callback` runs after every step; raising from it stops generation.
+    """
+    config = model.config
+    num_tokens = config.num_tokens
+    device = model.pos_embed.device
+    if schedule is not None:
+        if schedule.num_tokens != num_tokens:
+            raise ValueError(f"the schedule is for a {schedule.grid_h}x{schedule.grid_w} grid but the model "
+                             f"generates {config.grid_size}x{config.grid_size} tokens")
+        orders, group_sizes = torch.from_numpy(schedule.order), schedule.group_sizes
+    if orders is None or group_sizes is None:
+        raise ValueError("give a schedule, or both orders and group_sizes")
+    group_sizes = validate_group_sizes(group_sizes, num_tokens)
+    if cfg_schedule not in CFG_SCHEDULES:
+        raise ValueError(f"unknown cfg schedule {cfg_schedule!r}; choose one of {', '.join(CFG_SCHEDULES)}")
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature ≥ 0, top_k ≥ 0 and 0 < top_p ≤ 1; got {temperature}, {top_k}, {top_p}")
+
+    labels = _labels_tensor(labels, batch, config.num_classes, device)
+    if batch is None:
+        batch = labels.numel() if labels is not None else (orders.shape[0] if torch.as_tensor(orders).ndim == 2 else 1)
+    if labels is not None and labels.numel() != batch:
+        raise ValueError(f"got {labels.numel()} class labels for a batch of {batch}")
+    orders = _orders_tensor(orders, batch, num_tokens, device)
+    generators = make_generators(_seeds(seeds, batch), device)
+
+    guided = cfg != 1.0
+    condition = model.condition(labels, batch)
+    positions = model.positions(orders)
+    if guided:  # rows [0, B) conditional, [B, 2B) the null class
+        condition = torch.cat([condition, model.fake_latent.expand(batch, -1)])
+        positions = torch.cat([positions, positions])
+    starts = group_starts(group_sizes)
+    cache = KVCache(config, positions.shape[0], device, model.pos_embed.dtype)
+    try:
+        ordered = torch.zeros(batch, num_tokens, dtype=torch.long, device=device)
+        previous, previous_slots = condition[:, None], slice(0, 1)
+        for step, size in enumerate(group_sizes):
+            query_slots = slice(starts[step], starts[step + 1])
+            logits = model.step(previous, positions[:, query_slots], positions[:, previous_slots],
+                                cache, previous_slots.start)
+            if guided:
+                scales = guidance_scales(cfg, cfg_schedule, starts[step] - 1, size, num_tokens, device)
+                logits = guide(*logits.chunk(2), scales)
+            sampled = sample_tokens(logits, generators, temperature, top_k, top_p)
+            ordered[:, starts[step] - 1: starts[step + 1] - 1] = sampled
+            previous = model.token_emb(torch.cat([sampled, sampled]) if guided else sampled)
+            previous_slots = query_slots
+            if callback is not None:
+                done = starts[step + 1] - 1
+                tokens = torch.zeros_like(ordered).scatter_(1, orders[:, :done], ordered[:, :done])
+                known = torch.zeros_like(ordered, dtype=torch.bool).scatter_(1, orders[:, :done], True)
+                callback(DecodeStep(step, len(group_sizes), tokens, known, logits))
+        return torch.zeros_like(ordered).scatter_(1, orders, ordered)
+    finally:
+        del cache  # free the cache at once, also when a callback interrupts

@@ -1,0 +1,283 @@
+"""The LPD transformer: a decoder-only ViT over [class token] + image tokens in a generation order.
+
+Parameter names and shapes match the published checkpoints, so their state dicts load as they are.
+
+Two passes share the same blocks:
+- `teacher_forced` (the training pass): every group's real tokens and position queries in one
+  sequence, with the block mask that gives each query the context it would have at inference.
+- `step` (inference): one forward per group through a static KV cache that the caller allocates
+  once (see `KVCache`), writing the previous group's real tokens and reading the next group's queries.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Presets by width: (depth, heads). Head width is 64 in every published model.
+PRESETS = {
+    "lpd_l": dict(embed_dim=1024, depth=24, num_heads=16),
+    "lpd_xl": dict(embed_dim=1280, depth=36, num_heads=20),
+    "lpd_xxl": dict(embed_dim=1536, depth=48, num_heads=24),
+}
+HEADS_BY_WIDTH = {p["embed_dim"]: p["num_heads"] for p in PRESETS.values()}
+
+
+@dataclass(frozen=True)
+class LPDConfig:
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    grid_size: int = 16  # tokens per side: image size / VQ stride
+    vocab_size: int = 16384
+    num_classes: int = 1000
+    mlp_ratio: float = 4.0
+    layer_norm_eps: float = 1e-6
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid_size * self.grid_size
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "LPDConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    @classmethod
+    def from_state_dict(cls, state_dict: dict, num_heads: int | None = None) -> "LPDConfig":
+        """Read width, depth, grid, vocabulary and classes from the weights; heads from the
+        preset table by width unless given."""
+        embed_dim = state_dict["pos_embed"].shape[-1]
+        num_positions = state_dict["pos_embed"].shape[1] - 1
+        grid_size = math.isqrt(num_positions)
+        if grid_size * grid_size != num_positions:
+            raise ValueError(f"pos_embed has {num_positions} image positions, not a square grid")
+        depth = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("blocks."))
+        if num_heads is None:
+            if embed_dim not in HEADS_BY_WIDTH:
+                raise ValueError(
+                    f"cannot tell the number of attention heads for width {embed_dim} (published "
+                    f"widths: {sorted(HEADS_BY_WIDTH)}); pass num_heads explicitly")
+            num_heads = HEADS_BY_WIDTH[embed_dim]
+        mlp_hidden = state_dict["blocks.0.mlp.fc1.weight"].shape[0]
+        return cls(
+            embed_dim=embed_dim, depth=depth, num_heads=num_heads, grid_size=grid_size,
+            vocab_size=state_dict["token_emb.weight"].shape[0],
+            num_classes=state_dict["class_emb.weight"].shape[0],
+            mlp_ratio=mlp_hidden / embed_dim,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Keys and values for every layer, allocated once per generate call.
+
+    Shape per layer: (batch, heads, 1 + num_tokens, head_dim). Slot 0 holds the class token,
+    slot 1 + j the j-th token of the generation order.
+    """
+
+    def __init__(self, config: LPDConfig, batch: int, device, dtype):
+        head_dim = config.embed_dim // config.num_heads
+        shape = (config.depth, batch, config.num_heads, 1 + config.num_tokens, head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def _split_heads(self, x: torch.Tensor):
+        batch, length, dim = x.shape
+        qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, dim // self.num_heads)
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+    def _merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, length, _ = x.shape
+        return self.proj(x.transpose(1, 2).reshape(batch, length, -1))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._split_heads(x)
+        return self._merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+    def forward_cached(self, x, keys, values, start: int, mask: torch.Tensor) -> torch.Tensor:
+        """Write this input's keys/values at cache slots [start, start + len) and attend to
+        every slot up to its end (the mask rules out what each row must not see)."""
+        q, k, v = self._split_heads(x)
+        end = start + x.shape[1]
+        keys[:, :, start:end] = k
+        values[:, :, start:end] = v
+        out = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], attn_mask=mask)
+        return self._merge_heads(out)
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, config: LPDConfig):
+        super().__init__()
+        dim = config.embed_dim
+        self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.attn = Attention(dim, config.num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mlp = MLP(dim, int(dim * config.mlp_ratio))
+
+    def forward(self, x, mask):
+        x = x + self.attn(self.norm1(x), mask)
+        return x + self.mlp(self.norm2(x))
+
+    def forward_cached(self, x, keys, values, start, mask):
+        x = x + self.attn.forward_cached(self.norm1(x), keys, values, start, mask)
+        return x + self.mlp(self.norm2(x))
+
+
+def group_starts(group_sizes) -> list[int]:
+    """Cache slot where each group's tokens live: slot 0 is the class token, so group k starts
+    at 1 + (tokens in groups before k). One more entry at the end (1 + N)."""
+    starts = [1]
+    for size in group_sizes:
+        starts.append(starts[-1] + int(size))
+    return starts
+
+
+def teacher_forced_mask(group_sizes, device) -> torch.Tensor:
+    """Boolean attention mask (True = may attend) for the teacher-forced sequence
+    [class, real tokens of groups 0..T-2, queries of groups 0..T-1].
+
+    Real tokens see the class token and real tokens of their own and earlier groups; queries of
+    group k see the class token, real tokens of groups < k, and the queries of group k.
+    """
+    sizes = torch.as_tensor([int(s) for s in group_sizes], device=device)
+    steps = len(sizes)
+    # Each real slot carries the step from which it is visible; each query slot its own step.
+    real_group = torch.cat([torch.zeros(1, dtype=torch.long, device=device),
+                            torch.repeat_interleave(torch.arange(steps - 1, device=device), sizes[:-1])])
+    query_group = torch.repeat_interleave(torch.arange(steps, device=device), sizes)
+    # Real token of group g is visible from step g + 1 on; the class token from step 0.
+    real_visible_from = torch.cat([real_group[:1], real_group[1:] + 1])
+    n_real, n_query = real_group.numel(), query_group.numel()
+    mask = torch.zeros(n_real + n_query, n_real + n_query, dtype=torch.bool, device=device)
+    # real -> real: own group and earlier (class counts as group -1, visible to all)
+    mask[:n_real, :n_real] = real_visible_from[None, :] <= real_visible_from[:, None]
+    # query -> real: strictly earlier groups (and the class token)
+    mask[n_real:, :n_real] = real_visible_from[None, :] <= query_group[:, None]
+    # query -> query: same group
+    mask[n_real:, n_real:] = query_group[None, :] == query_group[:, None]
+    return mask
+
+
+def step_mask(previous_size: int, query_size: int, start: int, device) -> torch.Tensor:
+    """Mask for one decode step whose input is [previous group's real tokens (or the class
+    token), this group's queries], written at cache slots [start, start + len): the real tokens
+    must not see the queries; the queries see everything up to their own slots."""
+    length = previous_size + query_size
+    mask = torch.ones(length, start + length, dtype=torch.bool, device=device)
+    mask[:previous_size, start + previous_size:] = False
+    return mask
+
+
+class LPD(nn.Module):
+    def __init__(self, config: LPDConfig):
+        super().__init__()
+        self.config = config
+        dim = config.embed_dim
+        self.class_emb = nn.Embedding(config.num_classes, dim)
+        self.token_emb = nn.Embedding(config.vocab_size, dim)
+        self.fake_latent = nn.Parameter(torch.zeros(1, dim))  # the learned null class for guidance
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.num_tokens + 1, dim))
+        self.z_proj_ln = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.depth)])
+        self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.head = nn.Linear(dim, config.vocab_size, bias=False)
+
+    def init_weights(self, generator: torch.Generator | None = None):
+        """Initialisation used for training from scratch (random-weight models too)."""
+        for p in (self.class_emb.weight, self.token_emb.weight, self.fake_latent, self.mask_token,
+                  self.pos_embed):
+            nn.init.normal_(p, std=0.02, generator=generator)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight, generator=generator)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        return self
+
+    # -- embeddings ---------------------------------------------------------------------------
+    def condition(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Class embeddings (batch, dim); None means the null class for every sample."""
+        if labels is None:
+            return self.fake_latent.expand(batch, -1)
+        return self.class_emb(labels)
+
+    def positions(self, orders: torch.Tensor) -> torch.Tensor:
+        """Position embeddings in generation order with the class slot first: (B, 1 + N, dim)."""
+        slots = torch.cat([torch.zeros_like(orders[:, :1]), orders + 1], dim=1)
+        return self.pos_embed[0][slots]
+
+    def queries(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.z_proj_ln(self.mask_token + positions)
+
+    def real_tokens(self, embeddings: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.z_proj_ln(embeddings + positions)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(hidden))
+
+    # -- passes -------------------------------------------------------------------------------
+    def teacher_forced(self, tokens: torch.Tensor, labels: torch.Tensor | None, orders: torch.Tensor,
+                       group_sizes) -> torch.Tensor:
+        """Logits for every position at once, as the decode loop would see them.
+
+        tokens: (B, N) raster order; orders: (B, N) generation orders; returns (B, N, vocab) where
+        row j predicts tokens[b, orders[b, j]].
+        """
+        batch, num_tokens = tokens.shape
+        last_group = int(group_sizes[-1])
+        positions = self.positions(orders)
+        ordered = torch.gather(tokens, 1, orders)
+        real = torch.cat([self.condition(labels, batch)[:, None], self.token_emb(ordered)], dim=1)
+        real = self.real_tokens(real, positions)[:, : 1 + num_tokens - last_group]
+        x = torch.cat([real, self.queries(positions[:, 1:])], dim=1)
+        mask = teacher_forced_mask(group_sizes, tokens.device)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.logits(x[:, -num_tokens:])
+
+    def step(self, previous: torch.Tensor, query_positions: torch.Tensor, previous_positions: torch.Tensor,
+             cache: KVCache, start: int) -> torch.Tensor:
+        """One decode step.
+
+        previous: embeddings of the previous group's real tokens, or the class embedding at step
+        0, (B, P, dim); their position embeddings (B, P, dim); the query positions (B, Q, dim) of
+        the group to predict. They occupy cache slots [start, start + P + Q). Returns logits
+        (B, Q, vocab).
+        """
+        x = torch.cat([self.real_tokens(previous, previous_positions), self.queries(query_positions)], dim=1)
+        mask = step_mask(previous.shape[1], query_positions.shape[1], start, x.device)
+        for layer, block in enumerate(self.blocks):
+            x = block.forward_cached(x, cache.keys[layer], cache.values[layer], start, mask)
+        return self.logits(x[:, previous.shape[1]:])

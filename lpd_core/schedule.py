@@ -1,0 +1,148 @@
+"""What each decode step generates: group sizes per step and the generation order.
+
+A `Schedule` is one order (a permutation of the grid's raster positions) plus group sizes; the
+decode loop takes group k from the order's next `group_sizes[k]` entries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+from .locality import default_repulsion, locality_order, order_map
+
+ORDER_KINDS = ("locality", "random", "raster")
+# Token count -> the table key of the published step tables (keyed by image resolution).
+TABLE_RESOLUTION = {256: "256", 1024: "512"}
+
+
+@lru_cache(maxsize=1)
+def published_tables() -> dict[int, dict[int, tuple[int, ...]]]:
+    """Published group-size tables, keyed by token count, then step count."""
+    raw = json.loads(resources.files("lpd_core").joinpath("data/group_sizes.json").read_text())
+    return {
+        num_tokens: {int(steps): tuple(sizes) for steps, sizes in raw["tables"][key].items()}
+        for num_tokens, key in TABLE_RESOLUTION.items()
+    }
+
+
+def cosine_group_sizes(num_tokens: int, steps: int) -> tuple[int, ...]:
+    """Round a cosine curve per step, then correct the sum on the last steps.
+
+    Step 0 decodes one token; step t (1-based) decodes about N·(cos(π(t−1)/2T) − cos(πt/2T)).
+    Rounding leaves the sum a little off N: the surplus (or deficit) is taken from (or given to)
+    the latest steps where that keeps the sizes non-decreasing.
+    """
+    sizes = [max(1, round(num_tokens * (math.cos(math.pi * (t - 1) / (2 * steps))
+                                        - math.cos(math.pi * t / (2 * steps)))))
+             for t in range(1, steps + 1)]
+    sizes[0] = 1
+    surplus = sum(sizes) - num_tokens
+    while surplus > 0:
+        # the last step that is larger than its predecessor can shrink by one and stay monotone
+        i = max(i for i in range(1, steps) if sizes[i] > sizes[i - 1])
+        sizes[i] -= 1
+        surplus -= 1
+    while surplus < 0:
+        # the last step that is smaller than its successor (or the last step) can grow by one
+        i = max(i for i in range(steps) if i == steps - 1 or sizes[i] < sizes[i + 1])
+        sizes[i] += 1
+        surplus += 1
+    return tuple(sizes)
+
+
+def group_sizes_for(num_tokens: int, steps: int) -> tuple[int, ...]:
+    """Tokens per step: the published table when there is one, else the cosine rule."""
+    if not 1 <= steps <= num_tokens:
+        raise ValueError(f"steps must be between 1 and {num_tokens} (the number of image tokens), got {steps}")
+    if steps == 1:
+        return (num_tokens,)
+    table = published_tables().get(num_tokens, {})
+    return table[steps] if steps in table else cosine_group_sizes(num_tokens, steps)
+
+
+def validate_group_sizes(group_sizes, num_tokens: int) -> tuple[int, ...]:
+    sizes = tuple(int(s) for s in group_sizes)
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"group sizes must be positive integers, got {list(sizes)}")
+    if sum(sizes) != num_tokens:
+        raise ValueError(f"group sizes sum to {sum(sizes)}, but the grid has {num_tokens} tokens; "
+                         f"they must sum to exactly {num_tokens}")
+    return sizes
+
+
+def validate_order(order, num_tokens: int) -> np.ndarray:
+    order = np.asarray(order)
+    if order.shape != (num_tokens,) or not np.array_equal(np.sort(order), np.arange(num_tokens)):
+        raise ValueError(f"an order must be a permutation of 0..{num_tokens - 1} (each grid position "
+                         f"exactly once); got shape {order.shape} with "
+                         f"{len(np.unique(order)) if order.size else 0} distinct values")
+    return order.astype(np.int64)
+
+
+def random_order(num_tokens: int, seed: int) -> np.ndarray:
+    return np.random.Generator(np.random.PCG64(seed)).permutation(num_tokens)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    grid_h: int
+    grid_w: int
+    group_sizes: tuple[int, ...]
+    order: np.ndarray  # (N,) raster positions in decode order
+    kind: str = "custom"
+    seed: int | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid_h * self.grid_w
+
+    @property
+    def steps(self) -> int:
+        return len(self.group_sizes)
+
+    def order_map(self) -> np.ndarray:
+        """(H, W) array: the step at which each position is decoded."""
+        return order_map(self.order, self.group_sizes, self.grid_h, self.grid_w)
+
+    def __repr__(self) -> str:
+        return (f"Schedule({self.kind}, grid {self.grid_h}x{self.grid_w}, {self.steps} steps, "
+                f"seed {self.seed}, group sizes {list(self.group_sizes)})")
+
+
+def build_schedule(grid_h: int, grid_w: int | None = None, steps: int | None = None,
+                   order="locality", seed: int = 0, group_sizes=None, proximity: float = 1.0,
+                   repulsion: int | None = None) -> Schedule:
+    """Group sizes (from `steps`, or given) and an order: "locality", "random", "raster", or a
+    sequence of raster positions (validated as a permutation)."""
+    grid_w = grid_h if grid_w is None else grid_w
+    num_tokens = grid_h * grid_w
+    if group_sizes is None:
+        if steps is None:
+            raise ValueError("give either steps or group_sizes")
+        sizes = group_sizes_for(num_tokens, steps)
+    else:
+        sizes = validate_group_sizes(group_sizes, num_tokens)
+        if steps is not None and steps != len(sizes):
+            raise ValueError(f"steps={steps} but {len(sizes)} group sizes were given")
+    if isinstance(order, str):
+        if order == "locality":
+            rep = default_repulsion(grid_h, grid_w) if repulsion is None else repulsion
+            positions = locality_order(grid_h, grid_w, sizes, seed, proximity=proximity, repulsion=rep)
+        elif order == "random":
+            positions = random_order(num_tokens, seed)
+        elif order == "raster":
+            positions = np.arange(num_tokens)
+        else:
+            raise ValueError(f"unknown order {order!r}; choose one of {', '.join(ORDER_KINDS)} "
+                             f"or pass a permutation of 0..{num_tokens - 1}")
+        kind = order
+    else:
+        positions, kind = order, "custom"
+    return Schedule(grid_h, grid_w, sizes, validate_order(positions, num_tokens), kind,
+                    seed if kind in ("locality", "random") else None)

@@ -1,0 +1,33 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REFERENCE = FIXTURES / "lpd_reference"
+REFERENCE_HEADS = 4  # the fixture model's width (64) is not a published one, so heads are given
+
+
+@pytest.fixture(scope="session")
+def reference_cases():
+    return json.loads((REFERENCE / "cases.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def reference_tensors():
+    return load_file(str(REFERENCE / "cases.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def reference_model():
+    from lpd_core import load_model
+    torch.manual_seed(0)
+    return load_model(REFERENCE / "lpd.pth", num_heads=REFERENCE_HEADS)
+
+
+@pytest.fixture(scope="session")
+def reference_vq():
+    from lpd_core import load_tokenizer
+    return load_tokenizer(REFERENCE / "vq.pt")

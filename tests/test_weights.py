@@ -1,0 +1,98 @@
+"""Safe checkpoint loading and config inference."""
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from lpd_core import LPDConfig, check_pair, load_model, load_tokenizer
+from lpd_core.model import LPD
+
+from .conftest import REFERENCE, REFERENCE_HEADS
+
+
+class _CreatesFile:
+    """Unpickling this calls os.system, which would create the file named in it."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    target = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"model": {"x": torch.zeros(1)}, "payload": _CreatesFile(target)}, f)
+    torch.save({"model": {"x": torch.zeros(1)}, "payload": _CreatesFile(target)}, tmp_path / "evil2.pth")
+    for candidate in (path, tmp_path / "evil2.pth"):
+        with pytest.raises(ValueError, match="refusing to load"):
+            load_model(candidate)
+    assert not target.exists()
+
+
+def test_bare_state_dict_and_model_key_both_load(tmp_path, reference_model):
+    state = reference_model.state_dict()
+    torch.save(state, tmp_path / "bare.pth")
+    loaded = load_model(tmp_path / "bare.pth", num_heads=REFERENCE_HEADS)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
+
+
+def test_config_is_read_from_the_weights(reference_model):
+    assert reference_model.config == LPDConfig(embed_dim=64, depth=2, num_heads=4, grid_size=8,
+                                               vocab_size=512, num_classes=10)
+
+
+def test_unknown_width_needs_explicit_heads():
+    with pytest.raises(ValueError, match=r"number of attention heads for width 64.*pass num_heads"):
+        load_model(REFERENCE / "lpd.pth")
+
+
+def test_published_widths_get_preset_heads():
+    config = LPDConfig.preset("lpd_l", depth=1, grid_size=2, vocab_size=8, num_classes=2)
+    with torch.device("meta"):
+        state = LPD(config).state_dict()
+    assert LPDConfig.from_state_dict(state).num_heads == 16
+
+
+def test_missing_and_unexpected_keys_are_listed(tmp_path, reference_model):
+    state = dict(reference_model.state_dict())
+    del state["head.weight"]
+    state["extra.bias"] = torch.zeros(3)
+    torch.save({"model": state}, tmp_path / "broken.pth")
+    with pytest.raises(ValueError, match=r"missing keys \['head.weight'\], unexpected keys \['extra.bias'\]"):
+        load_model(tmp_path / "broken.pth", num_heads=REFERENCE_HEADS)
+
+
+def test_wrong_kind_of_checkpoint_is_named():
+    with pytest.raises(ValueError, match="is not an LPD checkpoint.*tokenizer"):
+        load_model(REFERENCE / "vq.pt")
+    with pytest.raises(ValueError, match="is not a VQ tokenizer checkpoint"):
+        load_tokenizer(REFERENCE / "lpd.pth")
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        load_model(tmp_path / "nowhere.pth")
+
+
+def test_tokenizer_vocabulary_must_match(reference_model, reference_vq):
+    check_pair(reference_model, reference_vq)
+    config = LPDConfig(embed_dim=64, depth=1, num_heads=4, grid_size=8, vocab_size=16384, num_classes=10)
+    with pytest.raises(ValueError, match=r"model predicts 16384 codes but the tokenizer has 512"):
+        check_pair(LPD(config), reference_vq)
+
+
+def test_vq_images_round_trip_shapes(reference_vq):
+    images = torch.rand(2, 128, 128, 3)
+    codes = reference_vq.encode_images(images)
+    assert codes.shape == (2, 64)
+    with torch.no_grad():
+        out = reference_vq.decode_images(codes)
+    assert out.shape == (2, 128, 128, 3) and out.dtype == torch.float32
+    assert 0 <= out.min() and out.max() <= 1
+    with pytest.raises(ValueError, match=r"not a multiple of the tokenizer's stride 16"):
+        reference_vq.encode_images(torch.rand(1, 100, 128, 3))
