@@ -63,13 +63,13 @@ def class_label(index: int) -> str:
     return f"{index}: {class_synonyms(index)[0]}"
 
 
-def _describe(indices: list[int]) -> str:
+def _describe(indices: list[int], name_lists) -> str:
     """Labels of up to _MAX_LISTED_CANDIDATES classes; a synonym is added where two share a display name."""
-    display_names = [names[0] for names in _normalised_names()]
+    display_names = [_normalise(names[0]) for names in name_lists]
     shown = []
     for index in indices[:_MAX_LISTED_CANDIDATES]:
-        label = class_label(index)
-        synonyms = class_synonyms(index)[1:]
+        label = f"{index}: {name_lists[index][0]}"
+        synonyms = list(name_lists[index][1:])
         if display_names.count(display_names[index]) > 1 and synonyms:
             label += f" ({synonyms[0]})"
         shown.append(label)
@@ -78,9 +78,8 @@ def _describe(indices: list[int]) -> str:
     return ", ".join(shown)
 
 
-def _match_name(query: str) -> list[int]:
+def _match_name(query: str, names) -> list[int]:
     """Indices of the classes `query` names, best tier only: display name, then any synonym, then substring."""
-    names = _normalised_names()
     by_display_name = [index for index, names_of_class in enumerate(names) if names_of_class[0] == query]
     if by_display_name:
         return by_display_name
@@ -90,27 +89,30 @@ def _match_name(query: str) -> list[int]:
     return [index for index, names_of_class in enumerate(names) if any(query in name for name in names_of_class)]
 
 
-def _close_matches(query: str) -> list[int]:
+def _close_matches(query: str, names) -> list[int]:
     """Indices of classes with a name spelled like `query`, most similar first."""
     indices_by_name: dict[str, list[int]] = {}
-    for index, names_of_class in enumerate(_normalised_names()):
+    for index, names_of_class in enumerate(names):
         for name in names_of_class:
             indices_by_name.setdefault(name, []).append(index)
     close = difflib.get_close_matches(query, indices_by_name, n=_MAX_LISTED_CANDIDATES, cutoff=0.6)
     return list(dict.fromkeys(index for name in close for index in indices_by_name[name]))
 
 
-def _how_to_name(num_classes: int) -> str:
-    return f"use an index from 0 to {num_classes - 1} or an ImageNet class name such as 'golden retriever'"
+def _how_to_name(num_classes: int, name_lists) -> str:
+    return f"use an index from 0 to {num_classes - 1} or a class name such as '{name_lists[min(207, num_classes - 1)][0]}'"
 
 
-def find_class(query: str | int, num_classes: int = 1000) -> int:
+def find_class(query: str | int, num_classes: int = 1000, names=None) -> int:
     """The class index for an index (int or digit string) or a class name.
 
-    Names are matched case-insensitively: an exact display name wins, then an exact synonym, then a
-    part of a name ("retriever") if it fits one class only. Raises ValueError, listing candidates,
-    when the query is out of range, ambiguous or unknown.
+    `names` lists each class's names (display name first) for models with classes of their own;
+    by default ImageNet's. Names are matched case-insensitively: an exact display name wins, then
+    an exact synonym, then a part of a name ("retriever") if it fits one class only. Raises
+    ValueError, listing candidates, when the query is out of range, ambiguous or unknown.
     """
+    name_lists = _class_name_lists() if names is None else tuple(tuple(n) for n in names)
+    normalised = _normalised_names() if names is None else tuple(tuple(map(_normalise, n)) for n in name_lists)
     if isinstance(query, bool):
         raise TypeError("class must be an index or a name, not a bool")
     if isinstance(query, numbers.Integral):  # int, or a numpy integer
@@ -120,24 +122,25 @@ def find_class(query: str | int, num_classes: int = 1000) -> int:
         return _check_index(int(text), num_classes)
     wanted = _normalise(text)
     if not wanted:
-        raise ValueError(f"no class given: {_how_to_name(num_classes)}")
+        raise ValueError(f"no class given: {_how_to_name(num_classes, name_lists)}")
 
-    found = _match_name(wanted)
+    found = _match_name(wanted, normalised)
     if len(found) == 1:
         return _check_index(found[0], num_classes)
     if found:
         raise ValueError(
-            f"class name '{text}' is ambiguous; it matches {_describe(found)}. Give the index or more of the name."
+            f"class name '{text}' is ambiguous; it matches {_describe(found, name_lists)}. Give the index or more of the name."
         )
 
-    close = _close_matches(wanted)
-    hint = f"did you mean {_describe(close)}?" if close else f"{_how_to_name(num_classes)}."
+    close = _close_matches(wanted, normalised)
+    hint = f"did you mean {_describe(close, name_lists)}?" if close else f"{_how_to_name(num_classes, name_lists)}."
     raise ValueError(f"unknown class '{text}': {hint}")
 
 
-def parse_classes(text: str, num_classes: int = 1000) -> list[int]:
+def parse_classes(text: str, num_classes: int = 1000, names=None) -> list[int]:
     """Class indices for a comma-separated list of indices and names, e.g. "207, goldfish, 3" -> [207, 1, 3]."""
     queries = [item for item in (part.strip() for part in text.split(",")) if item]
     if not queries:
-        raise ValueError(f"no class given: {_how_to_name(num_classes)}; separate several with commas")
-    return [find_class(item, num_classes) for item in queries]
+        name_lists = _class_name_lists() if names is None else names
+        raise ValueError(f"no class given: {_how_to_name(num_classes, name_lists)}; separate several with commas")
+    return [find_class(item, num_classes, names) for item in queries]

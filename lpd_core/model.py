@@ -210,6 +210,10 @@ class LPD(nn.Module):
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.depth)])
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.head = nn.Linear(dim, config.vocab_size, bias=False)
+        # What a checkpoint says about itself; weights.load_model fills these from file metadata.
+        self.class_names: list[str] | None = None  # None: ImageNet's, for 1000-class models
+        self.generation_defaults = None  # sampling.GenerationDefaults, or None: published/plain ones
+        self.tokenizer_name = "vq_ds16_c2i"  # the tokenizer to load with it
 
     def init_weights(self, generator: torch.Generator | None = None):
         """Initialisation used for training from scratch (random-weight models too)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 import pickle
 from pathlib import Path
 
@@ -17,10 +18,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .model import LPD, LPDConfig
+from .sampling import GenerationDefaults
 from .vq import VQConfig, VQModel
 
-CONFIG_METADATA_KEY = "lpd_config"  # JSON of the model config in a converted .safetensors file
+# Metadata keys of our .safetensors files (all values are strings, JSON where structured).
+CONFIG_METADATA_KEY = "lpd_config"  # the model config
 KIND_METADATA_KEY = "lpd_kind"  # "lpd" or "vq"
+CLASS_NAMES_METADATA_KEY = "lpd_class_names"  # JSON list, for models not trained on ImageNet
+DEFAULTS_METADATA_KEY = "lpd_generation_defaults"  # JSON of GenerationDefaults
+TOKENIZER_METADATA_KEY = "lpd_tokenizer"  # what find_checkpoint should load with this model
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
@@ -85,6 +91,11 @@ def load_model(path, device="cpu", dtype="fp32", num_heads: int | None = None) -
         model = LPD(config)
     _check_keys(model, state_dict, path)
     model.load_state_dict(state_dict, assign=True)
+    if CLASS_NAMES_METADATA_KEY in metadata:
+        model.class_names = json.loads(metadata[CLASS_NAMES_METADATA_KEY])
+    if DEFAULTS_METADATA_KEY in metadata:
+        model.generation_defaults = GenerationDefaults(**json.loads(metadata[DEFAULTS_METADATA_KEY]))
+    model.tokenizer_name = metadata.get(TOKENIZER_METADATA_KEY, model.tokenizer_name)
     return model.to(device=device, dtype=resolve_dtype(dtype)).eval()
 
 
@@ -102,23 +113,40 @@ def load_tokenizer(path, device="cpu", dtype="fp32") -> VQModel:
     return model.to(device=device, dtype=resolve_dtype(dtype)).eval()
 
 
+def save_model(model: LPD, path) -> Path:
+    """Write an LPD model as .safetensors with everything `load_model` needs in the metadata."""
+    metadata = {KIND_METADATA_KEY: "lpd", CONFIG_METADATA_KEY: json.dumps(model.config.to_dict()),
+                TOKENIZER_METADATA_KEY: model.tokenizer_name}
+    if model.class_names:
+        metadata[CLASS_NAMES_METADATA_KEY] = json.dumps(list(model.class_names))
+    if model.generation_defaults is not None:
+        metadata[DEFAULTS_METADATA_KEY] = json.dumps(asdict(model.generation_defaults))
+    return _save(model, path, metadata)
+
+
+def save_tokenizer(tokenizer: VQModel, path) -> Path:
+    metadata = {KIND_METADATA_KEY: "vq", CONFIG_METADATA_KEY: json.dumps(tokenizer.config.to_dict())}
+    return _save(tokenizer, path, metadata)
+
+
+def _save(module: torch.nn.Module, path, metadata: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(path), metadata)
+    return path
+
+
 def convert(source, destination=None, num_heads: int | None = None) -> Path:
-    """Write a checkpoint (model or tokenizer) as .safetensors with its config in the metadata,
-    so that loading it needs no other argument. Returns the new file's path."""
+    """Rewrite a checkpoint (model or tokenizer, e.g. a published .pth) as .safetensors with its
+    config in the metadata, so that loading it needs no other argument."""
     source = Path(source)
     destination = Path(destination) if destination else source.with_suffix(".safetensors")
     if destination.resolve() == source.resolve():
         raise ValueError(f"{source} is already a .safetensors file; name another destination")
-    state_dict, metadata = read_checkpoint(source)
-    if "pos_embed" in state_dict:
-        kind, config = "lpd", lpd_config_for(state_dict, metadata, num_heads).to_dict()
-    elif "quantize.embedding.weight" in state_dict:
-        kind, config = "vq", VQConfig.from_state_dict(state_dict).to_dict()
-    else:
-        raise ValueError(f"{source} is neither an LPD model nor a VQ tokenizer checkpoint")
-    tensors = {k: v.contiguous() for k, v in state_dict.items()}
-    save_file(tensors, str(destination), metadata={KIND_METADATA_KEY: kind, CONFIG_METADATA_KEY: json.dumps(config)})
-    return destination
+    state_dict, _ = read_checkpoint(source)
+    if "quantize.embedding.weight" in state_dict:
+        return save_tokenizer(load_tokenizer(source), destination)
+    return save_model(load_model(source, num_heads=num_heads), destination)
 
 
 def check_pair(model: LPD, tokenizer: VQModel) -> None:

@@ -1,0 +1,119 @@
+"""From what a user names (a registry name, a path, a folder, or nothing) to loaded models, class
+names and the generation settings that suit them.
+
+Shared by the CLI and the ComfyUI nodes, so both resolve names and defaults the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from . import classes, hub
+from .model import LPD, PRESETS
+from .sampling import GenerationDefaults
+from .schedule import group_sizes_for
+from .vq import VQModel
+from .weights import load_model, load_tokenizer
+
+DEMO = "demo"  # the bundled model trained on procedural shapes: works offline
+MODEL_SUFFIXES = (".safetensors", ".pth", ".pt")
+
+
+def models_dir(explicit=None) -> Path:
+    """Where downloads go: the argument, else $LPD_MODELS_DIR, else ~/.cache/lpd_core."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("LPD_MODELS_DIR") or Path.home() / ".cache" / "lpd_core")
+
+
+def find_checkpoint(spec: str | os.PathLike, folder=None, progress: Callable | None = None,
+                    tokenizer: bool = False) -> Path:
+    """A checkpoint file for `spec`: an existing file; a folder holding exactly one checkpoint;
+    "demo" (the bundled model, or its tokenizer); or a registry name (found in `folder`, or
+    downloaded there with `progress`)."""
+    from .shapes import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH
+
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix in MODEL_SUFFIXES and p.is_file())
+        if len(found) != 1:
+            raise ValueError(f"folder {path} holds {len(found)} checkpoint files "
+                             f"({', '.join(p.name for p in found) or 'none'}); name the file instead")
+        return found[0]
+    if str(spec) == DEMO:
+        return DEMO_TOKENIZER_PATH if tokenizer else DEMO_MODEL_PATH
+    try:
+        hub.get_checkpoint(str(spec))
+    except ValueError:
+        raise FileNotFoundError(
+            f"no file or folder {spec!r}, and it is not a known model name (known: {DEMO}, "
+            f"{', '.join(hub.CHECKPOINTS)})") from None
+    return hub.download(str(spec), models_dir(folder), progress=progress)
+
+
+def published_entry(model: LPD) -> hub.LPDCheckpoint | None:
+    """The registry entry whose architecture this model has (width and grid identify them)."""
+    config = model.config
+    for entry in hub.LPD_MODELS.values():
+        preset = PRESETS[entry.preset]
+        if (preset["embed_dim"], preset["depth"], entry.image_size // 16, 1000) == \
+                (config.embed_dim, config.depth, config.grid_size, config.num_classes):
+            return entry
+    return None
+
+
+def generation_defaults(model: LPD, steps: int | None = None) -> GenerationDefaults:
+    """Settings the model was evaluated with: stored in the file (the demo model), the published
+    evaluation settings (published architectures), or plain ones (20 steps or fewer, cfg 4)."""
+    stored = model.generation_defaults
+    if stored is not None:
+        return stored if steps is None else replace(stored, steps=steps)
+    entry = published_entry(model)
+    if entry is not None:
+        steps = entry.default_steps if steps is None else steps
+        return GenerationDefaults(steps, hub.default_cfg(entry, steps), entry.cfg_schedule, entry.temperature,
+                                  entry.top_k, entry.top_p, entry.repulsion)
+    steps = min(20, model.config.num_tokens) if steps is None else steps
+    group_sizes_for(model.config.num_tokens, steps)  # validates the range
+    return GenerationDefaults(steps, 4.0)
+
+
+def class_names_for(model: LPD) -> list[str] | None:
+    """Display names of the model's classes: its own (stored in the file) or ImageNet's."""
+    if model.class_names:
+        return list(model.class_names)
+    return classes.class_names() if model.config.num_classes == 1000 else None
+
+
+def resolve_classes(text: str, model: LPD) -> list[int]:
+    """Class indices for a comma-separated list of indices and names, checked against the model."""
+    num_classes = model.config.num_classes
+    if model.class_names:
+        return classes.parse_classes(text, num_classes, names=[[name] for name in model.class_names])
+    if num_classes == 1000:
+        return classes.parse_classes(text, num_classes)
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items or not all(item.lstrip("-").isdigit() for item in items):
+        raise ValueError(f"this model's classes have no names: give class indices from 0 to {num_classes - 1}")
+    return [classes.find_class(int(item), num_classes) for item in items]
+
+
+def load_pair(model_spec=None, tokenizer_spec=None, folder=None, device="cpu", dtype="fp32",
+              progress_for: Callable[[str], Callable] | None = None) -> tuple[LPD, VQModel]:
+    """Load a model and its tokenizer. No model: the demo model. No tokenizer: the one named in
+    the model's file (the demo's own), else LlamaGen's VQ-16 as the published models use."""
+    from .weights import check_pair
+
+    progress = progress_for or (lambda name: None)
+    model_spec = model_spec or DEMO
+    model = load_model(find_checkpoint(model_spec, folder, progress(str(model_spec))), device, dtype)
+    tokenizer_spec = tokenizer_spec or model.tokenizer_name
+    tokenizer = load_tokenizer(find_checkpoint(tokenizer_spec, folder, progress(str(tokenizer_spec)), tokenizer=True),
+                               device, dtype)
+    check_pair(model, tokenizer)
+    return model, tokenizer
