@@ -75,6 +75,8 @@ def generate(
     top_p: float = 1.0,
     seeds: int | Sequence[int] = 0,
     callback: Callable[[DecodeStep], None] | None = None,
+    known_tokens: torch.Tensor | None = None,
+    known_steps: int = 0,
 ) -> torch.Tensor:
     """Generate image tokens, (B, N) in raster order.
 
@@ -84,6 +86,11 @@ def generate(
     generator seeded with seeds[b] (an int s means s, s+1, ...), so a seed gives the same image
     whatever the batch. cfg ≠ 1 runs the null class beside each sample and mixes the logits per
     `cfg_schedule`. `callback` runs after every step; raising from it stops generation.
+
+    Editing: the first `known_steps` groups of the order are not generated but taken from
+    `known_tokens` ((B, N) or (N,) raster order), all fed in one forward pass with the same
+    block-causal attention they would have had one step at a time. Steps and the callback then
+    count only the generated groups.
     """
     config = model.config
     num_tokens = config.num_tokens
@@ -107,6 +114,11 @@ def generate(
     if labels is not None and labels.numel() != batch:
         raise ValueError(f"got {labels.numel()} class labels for a batch of {batch}")
     orders = _orders_tensor(orders, batch, num_tokens, device)
+    if not 0 <= known_steps < len(group_sizes):
+        raise ValueError(f"known_steps must be between 0 and {len(group_sizes) - 1} (at least one step must be "
+                         f"generated), got {known_steps}")
+    if known_steps and known_tokens is None:
+        raise ValueError("known_steps > 0 needs known_tokens")
     generators = make_generators(_seeds(seeds, batch), device)
 
     guided = cfg != 1.0
@@ -119,23 +131,32 @@ def generate(
     cache = KVCache(config, positions.shape[0], device, model.pos_embed.dtype)
     try:
         ordered = torch.zeros(batch, num_tokens, dtype=torch.long, device=device)
-        previous, previous_slots = condition[:, None], slice(0, 1)
-        for step, size in enumerate(group_sizes):
+        # Before the first generated step: the class token, then any known groups, in one pass.
+        first = known_steps
+        previous, previous_sizes = condition[:, None], [1, *group_sizes[:first]]
+        if first:
+            known = torch.as_tensor(known_tokens, dtype=torch.long, device=device).expand(batch, num_tokens)
+            ordered[:, : starts[first] - 1] = torch.gather(known, 1, orders[:, : starts[first] - 1])
+            known_embeddings = model.token_emb(ordered[:, : starts[first] - 1])
+            previous = torch.cat([previous, torch.cat([known_embeddings] * (2 if guided else 1))], dim=1)
+        previous_slots = slice(0, starts[first])
+        for step in range(first, len(group_sizes)):
+            size = group_sizes[step]
             query_slots = slice(starts[step], starts[step + 1])
             logits = model.step(previous, positions[:, query_slots], positions[:, previous_slots],
-                                cache, previous_slots.start)
+                                cache, previous_slots.start, previous_sizes)
             if guided:
                 scales = guidance_scales(cfg, cfg_schedule, starts[step] - 1, size, num_tokens, device)
                 logits = guide(*logits.chunk(2), scales)
             sampled = sample_tokens(logits, generators, temperature, top_k, top_p)
             ordered[:, starts[step] - 1: starts[step + 1] - 1] = sampled
             previous = model.token_emb(torch.cat([sampled, sampled]) if guided else sampled)
-            previous_slots = query_slots
+            previous_slots, previous_sizes = query_slots, None
             if callback is not None:
                 done = starts[step + 1] - 1
                 tokens = torch.zeros_like(ordered).scatter_(1, orders[:, :done], ordered[:, :done])
                 known = torch.zeros_like(ordered, dtype=torch.bool).scatter_(1, orders[:, :done], True)
-                callback(DecodeStep(step, len(group_sizes), tokens, known, logits))
+                callback(DecodeStep(step - first, len(group_sizes) - first, tokens, known, logits))
         return torch.zeros_like(ordered).scatter_(1, orders, ordered)
     finally:
         del cache  # free the cache at once, also when a callback interrupts

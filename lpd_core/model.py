@@ -186,14 +186,18 @@ def teacher_forced_mask(group_sizes, device) -> torch.Tensor:
     return mask
 
 
-def step_mask(previous_size: int, query_size: int, start: int, device) -> torch.Tensor:
-    """Mask for one decode step whose input is [previous group's real tokens (or the class
-    token), this group's queries], written at cache slots [start, start + len): the real tokens
-    must not see the queries; the queries see everything up to their own slots."""
-    length = previous_size + query_size
-    mask = torch.ones(length, start + length, dtype=torch.bool, device=device)
-    mask[:previous_size, start + previous_size:] = False
-    return mask
+def step_mask(previous_sizes, query_size: int, start: int, device) -> torch.Tensor:
+    """Mask for one decode step whose input is [real tokens of one or more groups, the next
+    group's queries], written at cache slots [start, start + len).
+
+    Real tokens see the cache up to the end of their own group (block-causal, so several known
+    groups can be fed in one pass exactly as if fed one step at a time); queries see everything up
+    to their own slots.
+    """
+    sizes = torch.as_tensor([int(s) for s in previous_sizes], device=device)
+    ends = start + torch.cumsum(sizes, 0)
+    visible_end = torch.cat([torch.repeat_interleave(ends, sizes), (ends[-1] + query_size).expand(query_size)])
+    return torch.arange(start + visible_end.numel(), device=device)[None, :] < visible_end[:, None]
 
 
 class LPD(nn.Module):
@@ -272,16 +276,17 @@ class LPD(nn.Module):
         return self.logits(x[:, -num_tokens:])
 
     def step(self, previous: torch.Tensor, query_positions: torch.Tensor, previous_positions: torch.Tensor,
-             cache: KVCache, start: int) -> torch.Tensor:
+             cache: KVCache, start: int, previous_sizes=None) -> torch.Tensor:
         """One decode step.
 
         previous: embeddings of the previous group's real tokens, or the class embedding at step
         0, (B, P, dim); their position embeddings (B, P, dim); the query positions (B, Q, dim) of
-        the group to predict. They occupy cache slots [start, start + P + Q). Returns logits
-        (B, Q, vocab).
+        the group to predict. They occupy cache slots [start, start + P + Q). `previous_sizes`
+        splits `previous` into several groups (default: one), e.g. the class token and known
+        tokens fed in one pass. Returns logits (B, Q, vocab).
         """
         x = torch.cat([self.real_tokens(previous, previous_positions), self.queries(query_positions)], dim=1)
-        mask = step_mask(previous.shape[1], query_positions.shape[1], start, x.device)
+        mask = step_mask(previous_sizes or [previous.shape[1]], query_positions.shape[1], start, x.device)
         for layer, block in enumerate(self.blocks):
             x = block.forward_cached(x, cache.keys[layer], cache.values[layer], start, mask)
         return self.logits(x[:, previous.shape[1]:])
