@@ -84,6 +84,31 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("destination", type=Path, nargs="?")
     conv.add_argument("--num-heads", type=int, help="needed only for widths other than 1024/1280/1536")
 
+    many = commands.add_parser(
+        "sample-many", help="sample many images (e.g. 50,000 for FID) into a folder and an .npz; "
+        "resumable; shards over processes under torchrun",
+        epilog="examples:\n  python -m lpd_core sample-many --model lpd_l_256 --steps 20 --out samples/l256\n"
+               "  torchrun --nproc_per_node=8 -m lpd_core sample-many --model lpd_l_256 --steps 20 --out samples/l256\n"
+               "Run the same command again to resume; images already written are skipped.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    many.add_argument("--model", help="registry name, checkpoint path or folder (default: the bundled demo model)")
+    many.add_argument("--tokenizer", help="registry name or path (default: the one that goes with the model)")
+    many.add_argument("--models-dir", type=Path, help="where downloads go (default: $LPD_MODELS_DIR or ~/.cache/lpd_core)")
+    many.add_argument("--classes", help="comma-separated class indices or names, assigned in turn "
+                      "(image i gets the (i mod count)-th); default: all classes evenly")
+    count = many.add_mutually_exclusive_group()
+    count.add_argument("--images-per-class", type=int, help="default 50 (50,000 images for 1000 classes)")
+    count.add_argument("--num-images", type=int, help="total number of images instead")
+    _add_sampling_arguments(many)
+    many.set_defaults(cfg_schedule=None, temperature=None, top_k=None, top_p=None)  # None: the model's defaults
+    many.add_argument("--batch-size", type=int, default=32, help="images per forward, per process (default 32)")
+    many.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
+    many.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                      help="auto: bf16 on GPU, fp32 on CPU")
+    many.add_argument("--no-progress", action="store_true", help="no progress bar")
+    many.add_argument("--out", type=Path, required=True,
+                      help="output folder: images/NNNNNN.png, manifest.json, samples_NxHxWx3.npz")
+
     sched = commands.add_parser("schedule", help="print the group sizes of a schedule; save its order map")
     where = sched.add_mutually_exclusive_group(required=True)
     where.add_argument("--resolution", type=int, help="image size with a stride-16 tokenizer (256 → 16×16)")
@@ -153,6 +178,16 @@ def run_convert(args) -> None:
     print(convert(args.source, args.destination, num_heads=args.num_heads))
 
 
+def run_sample_many(args) -> None:
+    from .bulk import sample_many
+    sample_many(args.out, args.model, args.tokenizer, models_dir=args.models_dir, classes=args.classes,
+                images_per_class=args.images_per_class, num_images=args.num_images, steps=args.steps,
+                order=args.order, cfg=args.cfg, cfg_schedule=args.cfg_schedule, temperature=args.temperature,
+                top_k=args.top_k, top_p=args.top_p, seed=args.seed, repulsion=args.repulsion,
+                proximity=args.proximity, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+                progress=not args.no_progress, progress_for=_download_progress)
+
+
 def run_schedule(args) -> None:
     from .imaging import order_map_image, to_pil
     from .schedule import build_schedule
@@ -169,7 +204,7 @@ def run_schedule(args) -> None:
 
 
 COMMANDS = {"generate": run_generate, "download": run_download, "convert": run_convert,
-            "schedule": run_schedule}
+            "schedule": run_schedule, "sample-many": run_sample_many}
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,227 @@
+"""Bulk sampling (`sample-many`): the same images whatever the processes, batches and crashes.
+
+One clean single-process run (in this process) is the reference; a 2-process torchrun run (gloo,
+CPU) and a run killed with SIGKILL then resumed must give the same PNGs, index by index, and the
+same .npz.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lpd_core import bulk
+
+from .conftest import REFERENCE, REFERENCE_HEADS
+
+ROOT = Path(__file__).resolve().parent.parent
+COUNT = 12
+SETTINGS = dict(num_images=COUNT, steps=6, order="locality", cfg=2.0, seed=7)
+CLI_SETTINGS = ["--num-images", COUNT, "--steps", 6, "--order", "locality", "--cfg", 2, "--seed", 7]
+NPZ = f"samples_{COUNT}x128x128x3.npz"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The machine is shared: one intra-op thread keeps small CPU work from stalling on others."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    from lpd_core.weights import convert
+    return convert(REFERENCE / "lpd.pth", tmp_path_factory.mktemp("models") / "lpd.safetensors",
+                   num_heads=REFERENCE_HEADS)
+
+
+def run_here(out, converted, **overrides):
+    """sample_many in this process, quietly; returns (manifest, log lines)."""
+    lines = []
+    manifest = bulk.sample_many(out, str(converted), str(REFERENCE / "vq.pt"), device="cpu", progress=False,
+                                log=lines.append, **{**SETTINGS, "batch_size": 5, **overrides})
+    return manifest, lines
+
+
+@pytest.fixture(scope="module")
+def torchrun_run(tmp_path_factory, converted):
+    """2 processes under torchrun (gloo), started first: they run while this process works."""
+    out = tmp_path_factory.mktemp("torchrun") / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "lpd_core", *cli_args(converted, out, batch_size=4)]
+    process = subprocess.Popen(command, cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    yield out, process
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, converted, one_thread, torchrun_run):
+    out = tmp_path_factory.mktemp("clean")
+    manifest, _ = run_here(out, converted, batch_size=5)
+    return out, manifest
+
+
+def worker_env():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    return env
+
+
+def cli_args(converted, out, batch_size):
+    return [str(a) for a in ("sample-many", "--model", converted, "--tokenizer", REFERENCE / "vq.pt",
+                             *CLI_SETTINGS, "--batch-size", batch_size, "--device", "cpu", "--no-progress",
+                             "--out", out)]
+
+
+def pngs(out) -> dict[int, np.ndarray]:
+    return {int(p.stem): np.asarray(Image.open(p)) for p in sorted((Path(out) / "images").glob("*.png"))}
+
+
+def assert_same_images(out, reference):
+    got, want = pngs(out), pngs(reference)
+    assert sorted(got) == list(range(COUNT))
+    for index in range(COUNT):
+        assert np.array_equal(got[index], want[index]), f"image {index} differs"
+    assert not list((Path(out) / "images").glob(".*")), "a temp file was left behind"
+    with np.load(Path(out) / NPZ) as a, np.load(Path(reference) / NPZ) as b:
+        assert np.array_equal(a["arr_0"], b["arr_0"]) and np.array_equal(a["arr_1"], b["arr_1"])
+
+
+def test_clean_run_writes_pngs_npz_and_manifest(clean_run):
+    out, manifest = clean_run
+    images = pngs(out)
+    assert sorted(images) == list(range(COUNT))
+    # the .npz, read the way the ADM evaluator streams it: zip member, npy header 1.0, raw bytes
+    with zipfile.ZipFile(out / NPZ) as archive, archive.open("arr_0.npy") as member:
+        assert np.lib.format.read_magic(member) == (1, 0)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+        assert (shape, fortran, dtype) == ((COUNT, 128, 128, 3), False, np.uint8)
+        streamed = np.frombuffer(member.read(), dtype=np.uint8).reshape(shape)
+    with np.load(out / NPZ) as data:
+        assert np.array_equal(data["arr_0"], streamed)
+        assert data["arr_1"].tolist() == [i % 10 for i in range(COUNT)]  # all 10 classes in turn
+    assert all(np.array_equal(streamed[i], images[i]) for i in range(COUNT))
+    assert len({streamed[i].tobytes() for i in range(COUNT)}) == COUNT and streamed.std() > 5
+
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk == manifest and manifest["status"] == "complete"
+    settings = manifest["settings"]
+    assert (settings["steps"], settings["cfg"], settings["base_seed"], settings["classes"]) == (6, 2.0, 7, "all")
+    assert sum(settings["group_sizes"]) == 64 and settings["dtype"] == "fp32"
+    assert "base_seed + i" in settings["seed_rule"] and "i % len(classes)" in settings["class_rule"]
+    assert manifest["npz"]["shape"] == [COUNT, 128, 128, 3]
+    assert {"python", "torch", "numpy", "lpd_core_git_revision"} <= set(manifest["software"])
+
+
+def test_image_zero_is_what_generate_makes(clean_run, converted):
+    """Image i is `generate` with seed base+i, class i % C, and the schedule built with that seed."""
+    from lpd_core import build_schedule, generate, load_model, load_tokenizer
+    from lpd_core.imaging import to_pil
+    model, vq = load_model(converted), load_tokenizer(REFERENCE / "vq.pt")
+    index = 3
+    schedule = build_schedule(8, steps=6, order="locality", seed=7 + index)
+    tokens = generate(model, schedule, [index % 10], cfg=2.0, seeds=7 + index)
+    with torch.no_grad():
+        expected = np.asarray(to_pil(vq.decode_images(tokens)[0]))
+    assert np.array_equal(pngs(clean_run[0])[index], expected)
+
+
+def test_two_processes_with_torchrun_match_one(clean_run, torchrun_run):
+    out, process = torchrun_run
+    stdout, stderr = process.communicate(timeout=240)
+    assert process.returncode == 0, stdout + stderr
+    assert "with 2 process(es) (6 on rank 0)" in stdout
+    assert_same_images(out, clean_run[0])
+    assert json.loads((out / "manifest.json").read_text())["last_run"]["processes"] == 2
+
+
+def test_killed_run_resumes_to_the_same_images(clean_run, converted, tmp_path):
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "lpd_core", *cli_args(converted, out, batch_size=2)],
+                               cwd=ROOT, env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while len(list((out / "images").glob("0*.png"))) < 2:
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "no image appeared"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()
+    done = len(list((out / "images").glob("0*.png")))
+    assert 2 <= done < COUNT, f"the run was not killed midway ({done} images)"
+    assert not (out / NPZ).exists()
+
+    manifest, lines = run_here(out, converted, batch_size=3)  # another batch size, in this process
+    assert any(line.startswith(f"resuming: {done} of {COUNT}") for line in lines), lines
+    assert manifest["last_run"]["images_sampled"] == COUNT - done
+    assert_same_images(out, clean_run[0])
+
+
+def test_interrupt_abandons_the_batch_cleanly_then_resumes(clean_run, converted, tmp_path, monkeypatch):
+    """SIGTERM (what torchrun sends on Ctrl-C) stops the run like Ctrl-C: no partial file remains."""
+    out = tmp_path / "interrupted"
+    written = []
+    original = bulk.write_png
+
+    def write_then_signal(image, path):
+        if len(written) == 4:  # in the middle of a write: its temp file exists
+            def partial(temp):
+                temp.write_bytes(b"half a png")
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler raises KeyboardInterrupt here
+            bulk._atomic_write(path, partial)
+        original(image, path)
+        written.append(path)
+
+    monkeypatch.setattr(bulk, "write_png", write_then_signal)
+    with pytest.raises(KeyboardInterrupt):
+        run_here(out, converted, batch_size=4)
+    monkeypatch.undo()
+    assert sorted(pngs(out)) == [0, 1, 2, 3]
+    assert not [p for p in (out / "images").iterdir() if p.suffix != ".png"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert json.loads((out / "manifest.json").read_text())["status"] == "sampling"
+
+    run_here(out, converted, batch_size=8)
+    assert_same_images(out, clean_run[0])
+
+
+def test_resume_with_other_settings_is_refused(clean_run, converted, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(clean_run[0], out)
+    with pytest.raises(ValueError, match=r"was started with other settings \(cfg: 2.0 there, 3.0 now\)"):
+        run_here(out, converted, cfg=3.0)
+    # more images (or another batch size) is fine: the first 12 are kept
+    manifest, lines = run_here(out, converted, num_images=COUNT + 1, batch_size=1)
+    assert manifest["last_run"]["images_sampled"] == 1 and manifest["npz"]["shape"][0] == COUNT + 1
+    assert np.array_equal(pngs(out)[COUNT - 1], pngs(clean_run[0])[COUNT - 1])
+
+
+def test_class_list_and_shards():
+    classes = [3, 1, 4]
+    assert [bulk.class_of(i, classes) for i in range(7)] == [3, 1, 4, 3, 1, 4, 3]
+    missing = [0, 2, 3, 5, 8, 9, 10]
+    parts = [bulk.shard(missing, rank, 3) for rank in range(3)]
+    assert sorted(i for part in parts for i in part) == missing
+    assert all(not set(a) & set(b) for a in parts for b in parts if a is not b)
+    assert bulk.image_path("x", 123).as_posix() == "x/images/000123.png"
+    assert bulk.image_path("x", 1234567).name == "1234567.png"
