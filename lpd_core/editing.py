@@ -1,0 +1,197 @@
+"""Zero-shot editing: inpaint, outpaint and class-swap.
+
+LPD's order is free, so the tokens to keep can simply come first: they are encoded from the
+input image and fed as already-decoded context (in one forward pass, grouped as the model saw
+context during training), and the positions to regenerate follow in a locality-aware order
+seeded from the kept region, so generation grows inward from its border.
+
+Mask rule: a ComfyUI MASK is 1 where to regenerate. It is resized and cropped exactly like the
+image (shorter side to the model's resolution, then centre crop), and a token is regenerated when
+any pixel of its patch has mask ≥ 0.5; `grow` then widens the regenerated region by that many
+tokens in every direction (8-neighbour dilation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .generate import DecodeStep, generate
+from .locality import default_repulsion, locality_order
+from .model import LPD
+from .schedule import build_schedule, group_sizes_for, random_order
+from .vq import VQModel
+from .weights import check_pair
+
+
+def fit_to_resolution(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, H, W, C) → (B, size, size, C): shorter side scaled to `size` (bicubic for images with
+    3 channels, bilinear for masks), then the centre cropped."""
+    pixels = images.permute(0, 3, 1, 2).float()
+    height, width = pixels.shape[-2:]
+    scale = size / min(height, width)
+    new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+    if (new_h, new_w) != (height, width):
+        mode = "bicubic" if pixels.shape[1] == 3 else "bilinear"
+        pixels = F.interpolate(pixels, size=(new_h, new_w), mode=mode, align_corners=False,
+                               antialias=scale < 1).clamp(0, 1)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return pixels[:, :, top:top + size, left:left + size].permute(0, 2, 3, 1)
+
+
+def mask_to_grid(mask: torch.Tensor, grid: int, grow: int = 0) -> torch.Tensor:
+    """(H, W) mask in [0, 1] at the model's resolution → (grid, grid) bool, True = regenerate."""
+    patch = mask.shape[-1] // grid
+    regenerate = F.max_pool2d(mask[None, None].float(), patch)[0, 0] >= 0.5
+    if grow > 0:
+        regenerate = F.max_pool2d(regenerate[None, None].float(), 2 * grow + 1, stride=1, padding=grow)[0, 0] > 0
+    return regenerate
+
+
+def pad_for_outpaint(images: torch.Tensor, size: int, stride: int, left: int = 0, top: int = 0,
+                     right: int = 0, bottom: int = 0, fill: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Place images inside a size×size canvas, leaving bands of `left`/`top`/`right`/`bottom`
+    tokens (× the tokenizer's stride in pixels) to generate. The image is scaled to fit the
+    inner rectangle with its aspect ratio kept and centred there; everything it does not cover
+    is masked. Returns (canvas (B, size, size, 3), mask (B, size, size), 1 = generate)."""
+    bands = dict(left=left, top=top, right=right, bottom=bottom)
+    inner_w, inner_h = size - (left + right) * stride, size - (top + bottom) * stride
+    if min(bands.values()) < 0 or inner_w < stride or inner_h < stride:
+        raise ValueError(f"outpaint bands {bands} (in tokens of {stride} px) must be ≥ 0 and leave room for "
+                         f"the image inside the {size}px canvas: at most {size // stride - 1} tokens in each "
+                         f"direction together")
+    batch, height, width, _ = images.shape
+    scale = min(inner_w / width, inner_h / height)
+    fit_w, fit_h = max(1, round(width * scale)), max(1, round(height * scale))
+    fitted = F.interpolate(images.permute(0, 3, 1, 2).float(), size=(fit_h, fit_w), mode="bicubic",
+                           align_corners=False, antialias=scale < 1).clamp(0, 1).permute(0, 2, 3, 1)
+    x0 = left * stride + (inner_w - fit_w) // 2
+    y0 = top * stride + (inner_h - fit_h) // 2
+    canvas = torch.full((batch, size, size, 3), fill)
+    canvas[:, y0:y0 + fit_h, x0:x0 + fit_w] = fitted
+    mask = torch.ones(batch, size, size)
+    mask[:, y0:y0 + fit_h, x0:x0 + fit_w] = 0
+    return canvas, mask
+
+
+@dataclass
+class EditPlan:
+    """Which positions are kept, and the order and grouping that feeds and generates them."""
+    order: np.ndarray  # kept positions first, then the ones to generate
+    group_sizes: tuple[int, ...]
+    known_steps: int  # the first groups hold the kept tokens
+
+    @property
+    def generated(self) -> np.ndarray:
+        return self.order[sum(self.group_sizes[:self.known_steps]):]
+
+
+def plan_edit(regenerate: torch.Tensor, steps: int, order: str = "locality", seed: int = 0,
+              proximity: float = 1.0, repulsion: int | None = None) -> EditPlan:
+    """Order and group sizes for regenerating the True positions of a (grid, grid) mask.
+
+    Kept tokens are grouped like the early groups of a full schedule with the same step count
+    (the context the model saw in training), in a seeded random order. The regenerated positions
+    get `steps` groups (at most one per position) in the chosen order; "locality" grows them from
+    the kept region's border.
+    """
+    grid = regenerate.shape[0]
+    num_tokens = grid * grid
+    target = regenerate.reshape(-1).cpu().numpy()
+    unknown = int(target.sum())
+    if unknown == 0:
+        raise ValueError("the mask covers no token: nothing to regenerate")
+    if unknown == num_tokens:  # plain generation, exactly as generate() would do it
+        schedule = build_schedule(grid, steps=steps, order=order, seed=seed, proximity=proximity, repulsion=repulsion)
+        return EditPlan(schedule.order, schedule.group_sizes, 0)
+    steps = min(steps, unknown)
+    new_sizes = group_sizes_for(unknown, steps)
+    kept = np.flatnonzero(~target)
+    rng_order = random_order(len(kept), seed)
+    kept_sizes = _context_groups(len(kept), num_tokens, steps)
+    if order == "locality":
+        rep = default_repulsion(grid, grid) if repulsion is None else repulsion
+        generated = locality_order(grid, grid, new_sizes, seed, proximity=proximity, repulsion=rep, decoded=~target)
+    elif order == "random":
+        positions = np.flatnonzero(target)
+        generated = positions[random_order(len(positions), seed)]
+    elif order == "raster":
+        generated = np.flatnonzero(target)
+    else:
+        raise ValueError(f"unknown order {order!r}; choose one of locality, random, raster")
+    return EditPlan(np.concatenate([kept[rng_order], generated]), (*kept_sizes, *new_sizes), len(kept_sizes))
+
+
+def _context_groups(kept: int, num_tokens: int, steps: int) -> list[int]:
+    """The first groups of a full `steps`-step schedule, cut to hold exactly `kept` tokens."""
+    sizes, total = [], 0
+    for size in group_sizes_for(num_tokens, max(steps, 2)):
+        sizes.append(min(size, kept - total))
+        total += sizes[-1]
+        if total == kept:
+            return sizes
+    raise AssertionError("a full schedule holds every token")
+
+
+@dataclass
+class EditResult:
+    images: torch.Tensor  # (B, H, W, 3) in [0, 1] at the model's resolution
+    tokens: torch.Tensor  # (B, N) raster
+    regenerated: torch.Tensor  # (grid, grid) bool
+    message: str = ""
+
+
+def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tensor, labels, *, steps: int,
+         order: str = "locality", seed: int = 0, cfg: float = 1.0, cfg_schedule: str = "linear",
+         temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, grow: int = 0, feather: int = 0,
+         composite: bool = True, proximity: float = 1.0, repulsion: int | None = None,
+         callback: Callable[[DecodeStep], None] | None = None) -> EditResult:
+    """Regenerate the masked part of images (B, H, W, 3) in [0, 1] under class `labels`.
+
+    One mask (H, W) or its first row (B, H, W) serves the whole batch. Images are fitted to the
+    model's resolution first. With `composite`, pixels outside the regenerated tokens are the
+    input's own; `feather` (in tokens) blends across the border. Image b uses seed + b.
+    """
+    check_pair(model, tokenizer)
+    grid, stride = model.config.grid_size, tokenizer.stride
+    size = grid * stride
+    fitted = fit_to_resolution(images, size)
+    mask = mask if mask.ndim == 2 else mask[0]
+    fitted_mask = fit_to_resolution(mask[None, :, :, None], size)[0, :, :, 0]
+    regenerate = mask_to_grid(fitted_mask, grid, grow)
+    if not regenerate.any():
+        return EditResult(fitted, tokenizer.encode_images(fitted), regenerate,
+                          "the mask covers no token, so the image is returned unchanged; paint the area to "
+                          "regenerate with mask value ≥ 0.5")
+    plan = plan_edit(regenerate, steps, order, seed, proximity, repulsion)
+    with torch.no_grad():
+        codes = tokenizer.encode_images(fitted).to(model.pos_embed.device)
+    batch = images.shape[0]
+    labels = torch.as_tensor(labels).reshape(-1)
+    labels = labels.expand(batch) if labels.numel() == 1 else labels
+    tokens = generate(model, labels=labels, batch=batch, orders=torch.from_numpy(plan.order),
+                      group_sizes=plan.group_sizes, cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature,
+                      top_k=top_k, top_p=top_p, seeds=seed, callback=callback, known_tokens=codes,
+                      known_steps=plan.known_steps)
+    with torch.no_grad():
+        decoded = tokenizer.decode_images(tokens)
+    if composite:
+        alpha = _composite_alpha(regenerate, stride, feather)
+        decoded = alpha[None, :, :, None] * decoded + (1 - alpha[None, :, :, None]) * fitted
+    return EditResult(decoded, tokens.cpu(), regenerate)
+
+
+def _composite_alpha(regenerate: torch.Tensor, stride: int, feather: int) -> torch.Tensor:
+    """Pixel weight of the generated image: 1 on regenerated tokens, 0 elsewhere, blended over
+    `feather` tokens outside the border when asked."""
+    alpha = regenerate.float().cpu().repeat_interleave(stride, 0).repeat_interleave(stride, 1)
+    if feather > 0:
+        width = feather * stride
+        grown = F.max_pool2d(alpha[None, None], 2 * width + 1, stride=1, padding=width)
+        blurred = F.avg_pool2d(grown, 2 * width + 1, stride=1, padding=width, count_include_pad=False)[0, 0]
+        alpha = torch.maximum(alpha, blurred)
+    return alpha
