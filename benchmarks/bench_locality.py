@@ -1,6 +1,6 @@
 """Locality and speed of `lpd_core.locality.locality_order` against the published LPD scheduler.
 
-    python benchmarks/bench_locality.py [--quick]
+    python -m benchmarks.bench_locality [--quick]
 
 For each config of tests/fixtures/order_metrics_reference.json it prints the mean of every metric
 over many seeds next to the reference means of the published scheduler ('lpd'), of random orders
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # runnable as a plain script from anywhere
+from lpd_core.locality import locality_order, order_metrics
 
-from lpd_core.locality import locality_order, order_metrics  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
 
 FIXTURES = REPO / "tests" / "fixtures"
 
