@@ -1,0 +1,188 @@
+"""The pack inside a real ComfyUI server (runs when COMFYUI_DIR points to a ComfyUI source tree).
+
+Starts `main.py --cpu` on 127.0.0.1 with a private base directory whose custom_nodes/ links to this
+repository and whose models/lpd/ holds the fixture checkpoints, then checks /object_info, the class
+route, a full workflow through /prompt (image saved to disk) and the error for a bad class.
+
+The server's Python: $COMFY_PYTHON, else $COMFY_VENV/bin/python, else this interpreter (which then
+needs ComfyUI's requirements).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "lpd_reference"
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+PACK_FOLDER = "ComfyUI-LPD"
+NODES = {"LPDModelLoader", "LPDTokenizerLoader", "LPDSchedule", "LPDSampler", "LPDDecode", "LPDEncode",
+         "LPDImageGrid"}
+
+pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI source tree")
+
+
+def _python() -> str:
+    if os.environ.get("COMFY_PYTHON"):
+        return os.environ["COMFY_PYTHON"]
+    if os.environ.get("COMFY_VENV"):
+        return str(Path(os.environ["COMFY_VENV"]) / "bin" / "python")
+    return sys.executable
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _request(url, data=None, timeout=30):
+    body = json.dumps(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from lpd_core.weights import convert
+    base = tmp_path_factory.mktemp("comfy_base")
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / PACK_FOLDER).symlink_to(ROOT, target_is_directory=True)
+    models = base / "models" / "lpd"
+    models.mkdir(parents=True)
+    convert(FIXTURES / "lpd.pth", models / "lpd_fixture.safetensors", num_heads=4)
+    convert(FIXTURES / "vq.pt", models / "vq_fixture.safetensors")
+    (base / "user" / "default").mkdir(parents=True)
+    port = _free_port()
+    log_path = base / "server.log"
+    command = [_python(), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+               "--base-directory", str(base), "--database-url", f"sqlite:///{base / 'comfyui.db'}"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 240
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"ComfyUI exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
+            try:
+                if _request(url + "/object_info/LPDSampler", timeout=10)[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, socket.timeout):
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"ComfyUI did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield {"url": url, "base": base, "log": log_path}
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def _run(server, prompt, timeout=300):
+    status, answer = _request(server["url"] + "/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
+    if status != 200:
+        return status, answer
+    prompt_id = answer["prompt_id"]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        history = _request(f"{server['url']}/history/{prompt_id}")[1]
+        entry = history.get(prompt_id)
+        if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
+            return 200, entry
+        time.sleep(0.3)
+    pytest.fail(f"prompt {prompt_id} did not finish in {timeout} s")
+
+
+def _workflow(class_index=3, batch=2, prefix="lpd_server_test"):
+    return {
+        "1": {"class_type": "LPDModelLoader", "inputs": {"model_name": "lpd_fixture.safetensors", "dtype": "auto"}},
+        "2": {"class_type": "LPDTokenizerLoader", "inputs": {"tokenizer_name": "vq_fixture.safetensors",
+                                                             "dtype": "auto"}},
+        "3": {"class_type": "LPDSchedule", "inputs": {"model": ["1", 0], "steps": 8, "order": "locality",
+                                                      "order_seed": 0, "repulsion": -1, "proximity": 1.0}},
+        "4": {"class_type": "LPDSampler", "inputs": {
+            "model": ["1", 0], "schedule": ["3", 0], "class_index": class_index, "batch_size": batch,
+            "seed": 11, "cfg": -1.0, "cfg_schedule": "default", "temperature": -1.0, "top_k": -1,
+            "top_p": -1.0, "tokenizer": ["2", 0], "classes": ""}},
+        "5": {"class_type": "LPDDecode", "inputs": {"tokens": ["4", 0], "tokenizer": ["2", 0]}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": prefix}},
+    }
+
+
+def test_pack_imports_quickly(server):
+    log = server["log"].read_text()
+    line = next(line for line in log.splitlines() if line.rstrip().endswith(f"custom_nodes/{PACK_FOLDER}"))
+    assert "IMPORT FAILED" not in line
+    assert float(line.split()[0]) < 0.5, line
+
+
+def test_object_info(server):
+    info = _request(server["url"] + "/object_info")[1]
+    ours = {name for name, node in info.items() if node["python_module"] == f"custom_nodes.{PACK_FOLDER}"}
+    assert ours == NODES
+    loader = info["LPDModelLoader"]["input"]["required"]["model_name"]
+    assert "lpd_fixture.safetensors" in loader[0] and "lpd_l_256 (download)" in loader[0]
+    assert "vq_fixture.safetensors" in info["LPDTokenizerLoader"]["input"]["required"]["tokenizer_name"][0]
+    assert info["LPDSampler"]["output"] == ["LPD_TOKENS"]
+    assert info["LPDSchedule"]["output"] == ["LPD_SCHEDULE", "IMAGE"]
+    for name in NODES:
+        assert info[name]["category"] == "LPD"
+
+
+def test_class_route(server):
+    status, fixture = _request(server["url"] + "/lpd/classes?model=lpd_fixture.safetensors")
+    assert status == 200 and fixture["num_classes"] == 10 and fixture["names"] is None
+    status, imagenet = _request(server["url"] + "/api/lpd/classes?model=lpd_xl_512%20(download)")
+    assert status == 200 and imagenet["names"][207] == "golden retriever"
+
+
+def test_workflow_saves_images(server):
+    from PIL import Image
+    status, entry = _run(server, _workflow())
+    assert status == 200, entry
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    images = entry["outputs"]["6"]["images"]
+    assert len(images) == 2
+    for item in images:
+        path = server["base"] / "output" / item["subfolder"] / item["filename"]
+        with Image.open(path) as image:
+            assert image.size == (128, 128) and image.mode == "RGB"
+
+
+def test_bad_class_reports_the_range(server):
+    status, entry = _run(server, _workflow(class_index=50, batch=1, prefix="lpd_bad"))
+    assert status == 200 and entry["status"]["status_str"] == "error"
+    errors = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
+    assert errors and errors[0]["node_type"] == "LPDSampler"
+    assert "out of range" in errors[0]["exception_message"] and "0..9" in errors[0]["exception_message"]
+
+
+def test_missing_model_is_rejected_before_running(server):
+    prompt = _workflow()
+    prompt["1"]["inputs"]["model_name"] = "no_such_model.safetensors"
+    status, answer = _run(server, prompt)
+    assert status == 400
+    details = json.dumps(answer["node_errors"])
+    assert "no checkpoint named" in details and "models/lpd" in details

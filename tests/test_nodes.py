@@ -1,0 +1,547 @@
+"""The ComfyUI nodes, called directly on the fixture checkpoints.
+
+With COMFYUI_DIR pointing to a ComfyUI source tree (and its dependencies importable), the nodes run
+against ComfyUI's real folder_paths / model_management / ModelPatcher / ProgressBar; otherwise they
+use the pack's plain fallbacks (CPU, one models folder, no progress display). Either way the pack is
+imported the way ComfyUI imports it: as a package from the repository root's __init__.py.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "lpd_reference"
+PACK_NAME = "lpd_nodes_under_test"
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+
+
+def _import_comfyui() -> bool:
+    """Put ComfyUI's modules on the path (CPU mode) when COMFYUI_DIR is set; True if they import."""
+    if not COMFYUI_DIR:
+        return False
+    if COMFYUI_DIR not in sys.path:
+        sys.path.append(COMFYUI_DIR)
+    try:
+        import comfy.cli_args
+        comfy.cli_args.args.cpu = True  # before comfy.model_management is imported (CPU-only torch)
+        import comfy.model_management  # noqa: F401
+        import comfy.model_patcher  # noqa: F401
+        import comfy.utils  # noqa: F401
+        import folder_paths  # noqa: F401  (checks it imports)
+    except ImportError as error:
+        pytest.fail(f"COMFYUI_DIR={COMFYUI_DIR} is set but ComfyUI does not import here: {error}")
+    return True
+
+
+REAL_COMFY = _import_comfyui()
+
+
+def _load_pack():
+    if PACK_NAME in sys.modules:
+        return sys.modules[PACK_NAME]
+    spec = importlib.util.spec_from_file_location(PACK_NAME, ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_NAME] = pack
+    spec.loader.exec_module(pack)
+    return pack
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    """A models/lpd folder holding the fixture model and tokenizer as .safetensors."""
+    from lpd_core.weights import convert
+    folder = tmp_path_factory.mktemp("models_lpd")
+    convert(FIXTURES / "lpd.pth", folder / "lpd_fixture.safetensors", num_heads=4)
+    convert(FIXTURES / "vq.pt", folder / "vq_fixture.safetensors")
+    previous = os.environ.get("LPD_MODELS_DIR")
+    os.environ["LPD_MODELS_DIR"] = str(folder)
+    if REAL_COMFY:
+        import folder_paths
+        folder_paths.add_model_folder_path("lpd", str(folder), is_default=True)
+    yield folder
+    if REAL_COMFY:
+        import folder_paths
+        folder_paths.folder_names_and_paths["lpd"][0].remove(str(folder))
+    if previous is None:
+        os.environ.pop("LPD_MODELS_DIR", None)
+    else:
+        os.environ["LPD_MODELS_DIR"] = previous
+
+
+@pytest.fixture(scope="module")
+def pack(models_dir):
+    return _load_pack()
+
+
+@pytest.fixture(scope="module")
+def nodes(pack):
+    return {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+
+
+@pytest.fixture(scope="module")
+def model(nodes):
+    return nodes["LPDModelLoader"].load("lpd_fixture.safetensors", "auto")[0]
+
+
+@pytest.fixture(scope="module")
+def vq(nodes):
+    return nodes["LPDTokenizerLoader"].load("vq_fixture.safetensors", "auto")[0]
+
+
+@pytest.fixture(scope="module")
+def schedule(nodes, model):
+    return nodes["LPDSchedule"].build(model, 8, "locality", 0)[0]
+
+
+class Recorder:
+    """Stands in for the progress display: records (value, total, preview) per update."""
+
+    def __init__(self):
+        self.updates = []
+
+    def __call__(self, value, total, preview, prompt_id=None, node_id=None):
+        self.updates.append((value, total, preview))
+
+
+@pytest.fixture
+def progress(pack, monkeypatch):
+    """Records progress updates: through ComfyUI's own ProgressBar hook when ComfyUI is importable,
+    else by replacing the pack's progress bar."""
+    recorder = Recorder()
+    if REAL_COMFY:
+        import comfy.utils
+        monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", recorder)
+    else:
+        runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+
+        class Bar:
+            def __init__(self, total):
+                self.total = total
+
+            def update_absolute(self, value, total=None, preview=None):
+                recorder(value, total or self.total, preview)
+
+        monkeypatch.setattr(runtime, "progress_bar", Bar)
+    return recorder
+
+
+def small_tokenizer(vocab: int):
+    """A randomly initialised VQ tokenizer with another vocabulary (for mismatch errors)."""
+    from lpd_core.vq import VQConfig, VQModel
+    runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+    torch.manual_seed(0)
+    module = VQModel(VQConfig(codebook_size=vocab, codebook_dim=8, ch=32, ch_mult=(1, 2), z_channels=32,
+                              num_res_blocks=1)).eval()
+    return runtime.Managed(module, "other", "vq")
+
+
+# ------------------------------------------------------------------------------------------ the pack
+def test_import_is_cheap_and_lazy():
+    """Importing the pack (as ComfyUI does) imports neither torch nor lpd_core and takes little time."""
+    code = (
+        "import importlib.util, sys, time\n"
+        "t = time.perf_counter()\n"
+        f"spec = importlib.util.spec_from_file_location('p', {str(ROOT / '__init__.py')!r}, "
+        f"submodule_search_locations=[{str(ROOT)!r}])\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules['p'] = m; spec.loader.exec_module(m)\n"
+        "print(time.perf_counter() - t, 'torch' in sys.modules, 'lpd_core' in sys.modules, "
+        "len(m.NODE_CLASS_MAPPINGS), m.WEB_DIRECTORY)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}).stdout.split()
+    seconds, torch_loaded, core_loaded, count, web = float(out[0]), out[1], out[2], int(out[3]), out[4]
+    assert torch_loaded == "False" and core_loaded == "False"
+    assert count == 7 and web == "./web"
+    assert seconds < 0.5, f"importing the pack took {seconds:.3f} s"
+
+
+def test_node_definitions(pack):
+    assert set(pack.NODE_CLASS_MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS)
+    for name, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert name.startswith("LPD") and cls.CATEGORY == "LPD" and cls.DESCRIPTION
+        assert hasattr(cls, cls.FUNCTION)
+        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
+        spec = cls.INPUT_TYPES()
+        for group in ("required", "optional"):
+            for input_name, definition in spec.get(group, {}).items():
+                assert len(definition) == 2 and definition[1].get("tooltip"), f"{name}.{input_name}: no tooltip"
+    sampler = pack.NODE_CLASS_MAPPINGS["LPDSampler"].INPUT_TYPES()["required"]
+    assert sampler["seed"][1]["control_after_generate"] is True
+
+
+def test_published_names_listed_before_download(pack, models_dir):
+    from lpd_core import hub
+    models = pack.NODE_CLASS_MAPPINGS["LPDModelLoader"].INPUT_TYPES()["required"]["model_name"][0]
+    tokenizers = pack.NODE_CLASS_MAPPINGS["LPDTokenizerLoader"].INPUT_TYPES()["required"]["tokenizer_name"][0]
+    for name in hub.LPD_MODELS:
+        assert f"{name} (download)" in models
+    assert "vq_ds16_c2i (download)" in tokenizers
+    # files are told apart by their header: the tokenizer is not offered as a model and vice versa
+    assert "lpd_fixture.safetensors" in models and "vq_fixture.safetensors" not in models
+    assert "vq_fixture.safetensors" in tokenizers and "lpd_fixture.safetensors" not in tokenizers
+    from lpd_core.shapes import DEMO_MODEL_PATH
+    assert ("demo" in models) == DEMO_MODEL_PATH.is_file()
+
+
+def test_validate_inputs(pack, models_dir):
+    loader = pack.NODE_CLASS_MAPPINGS["LPDModelLoader"]
+    assert loader.VALIDATE_INPUTS("lpd_l_256") is True
+    assert loader.VALIDATE_INPUTS("lpd_l_256 (download)") is True
+    assert loader.VALIDATE_INPUTS("lpd_fixture.safetensors") is True
+    message = loader.VALIDATE_INPUTS("missing.safetensors")
+    assert isinstance(message, str) and "models/lpd" in message and str(models_dir) in message
+    assert isinstance(loader.VALIDATE_INPUTS("../lpd_fixture.safetensors"), str)
+
+
+def test_published_model_downloads_with_progress(pack, nodes, monkeypatch, progress, models_dir):
+    """A published name not on disk goes to lpd_core's download with a progress callback that
+    drives the node's progress bar (the download itself is replaced: no network in tests)."""
+    import lpd_core.checkpoints
+    calls = []
+
+    def fake_find_checkpoint(spec, folder=None, progress=None, tokenizer=False):
+        calls.append((spec, Path(folder), tokenizer))
+        progress(512, 1024)
+        progress(1024, 1024)
+        return models_dir / "vq_fixture.safetensors"
+
+    monkeypatch.setattr(lpd_core.checkpoints, "find_checkpoint", fake_find_checkpoint)
+    tokenizer = nodes["LPDTokenizerLoader"].load("vq_ds16_c2i (download)", "fp32")[0]
+    assert calls == [("vq_ds16_c2i", models_dir, True)]
+    assert [(v, t) for v, t, _ in progress.updates] == [(512, 1024), (1024, 1024)]
+    assert tokenizer.module.vocab_size == 512
+
+
+# ------------------------------------------------------------------------------------------ loaders
+def test_loaders(model, vq):
+    assert type(model).__name__ == "Managed" and model.kind == "lpd" and model.name == "lpd_fixture.safetensors"
+    assert model.module.config.grid_size == 8 and model.module.config.num_classes == 10
+    assert not model.module.training
+    assert next(model.module.parameters()).dtype == torch.float32  # auto on the CPU
+    assert vq.kind == "vq" and vq.module.vocab_size == 512 and vq.module.stride == 16
+    if REAL_COMFY:
+        assert model.patcher is not None and vq.patcher is not None
+
+
+def test_loader_dtype(nodes):
+    half = nodes["LPDModelLoader"].load("lpd_fixture.safetensors", "bf16")[0]
+    assert next(half.module.parameters()).dtype == torch.bfloat16
+
+
+def test_memory_management(nodes, model, schedule):
+    """Inside ComfyUI the model is loaded through load_models_gpu, can be unloaded, and comes back."""
+    if not REAL_COMFY:
+        pytest.skip("needs ComfyUI (set COMFYUI_DIR)")
+    import comfy.model_management as mm
+    nodes["LPDSampler"].sample(model, schedule, 1, 1, 0)
+    assert model.patcher in mm.loaded_models()
+    mm.unload_all_models()
+    assert model.patcher not in mm.loaded_models()
+    tokens = nodes["LPDSampler"].sample(model, schedule, 1, 1, 0)[0]
+    assert model.patcher in mm.loaded_models() and tokens.batch == 1
+
+
+# ------------------------------------------------------------------------------------------ schedule
+def test_schedule(nodes, model):
+    schedule, image = nodes["LPDSchedule"].build(model, 8, "locality", 0)
+    assert schedule.steps == 8 and sum(schedule.group_sizes) == 64 and schedule.grid_h == 8
+    assert image.shape == (1, 128, 128, 3) and image.dtype == torch.float32
+    assert 0 <= float(image.min()) and float(image.max()) <= 1
+    default, _ = nodes["LPDSchedule"].build(model, 0, "locality", 0)
+    from lpd_core.checkpoints import generation_defaults
+    assert default.steps == generation_defaults(model.module).steps
+    raster, _ = nodes["LPDSchedule"].build(model, 8, "raster", 0)
+    assert np.array_equal(raster.order, np.arange(64))
+    again, _ = nodes["LPDSchedule"].build(model, 8, "random", 5)
+    assert np.array_equal(again.order, nodes["LPDSchedule"].build(model, 8, "random", 5)[0].order)
+    assert not np.array_equal(again.order, nodes["LPDSchedule"].build(model, 8, "random", 6)[0].order)
+    with pytest.raises(ValueError, match="steps must be between 1 and 64"):
+        nodes["LPDSchedule"].build(model, 65, "locality", 0)
+
+
+# ------------------------------------------------------------------------------------------ sampler
+def test_sampler_outputs_and_determinism(nodes, model, schedule):
+    sampler = nodes["LPDSampler"]
+    tokens = sampler.sample(model, schedule, 3, 2, 7)[0]
+    assert tokens.tokens.shape == (2, 64) and tokens.tokens.dtype == torch.int64
+    assert tokens.tokens.device.type == "cpu"
+    assert 0 <= int(tokens.tokens.min()) and int(tokens.tokens.max()) < 512
+    assert tokens.grid == (8, 8) and tokens.vocab_size == 512 and tokens.labels == [3, 3]
+    assert tokens.seeds == [7, 8]
+    # defaults resolved from the model (fixture: plain settings, cfg 4 linear)
+    assert tokens.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    same = sampler.sample(model, schedule, 3, 2, 7)[0]
+    assert torch.equal(tokens.tokens, same.tokens)
+    other = sampler.sample(model, schedule, 3, 2, 8)[0]
+    assert not torch.equal(tokens.tokens, other.tokens)
+    # image i uses seed + i: the second image of seed 7 is the first of seed 8
+    assert torch.equal(tokens.tokens[1], other.tokens[0])
+
+
+def test_sampler_explicit_settings(nodes, model, schedule):
+    greedy = nodes["LPDSampler"].sample(model, schedule, 2, 1, 0, cfg=1.0, cfg_schedule="constant",
+                                        temperature=1.0, top_k=1, top_p=1.0)[0]
+    greedy_other_seed = nodes["LPDSampler"].sample(model, schedule, 2, 1, 99, cfg=1.0, cfg_schedule="constant",
+                                                   temperature=1.0, top_k=1, top_p=1.0)[0]
+    assert greedy.settings["top_k"] == 1 and greedy.settings["cfg"] == 1.0
+    assert torch.equal(greedy.tokens, greedy_other_seed.tokens)  # top-1 ignores the seed
+
+
+def test_sampler_several_classes(nodes, model, schedule):
+    tokens = nodes["LPDSampler"].sample(model, schedule, 0, 2, 0, classes="1, 3")[0]
+    assert tokens.labels == [1, 1, 3, 3] and tokens.tokens.shape == (4, 64)
+
+
+def test_out_of_range_class(nodes, model, schedule):
+    with pytest.raises(ValueError, match=r"class index 10 is out of range.*0\.\.9"):
+        nodes["LPDSampler"].sample(model, schedule, 10, 1, 0)
+    with pytest.raises(ValueError, match="out of range"):
+        nodes["LPDSampler"].sample(model, schedule, 0, 1, 0, classes="2, 12")
+
+
+def test_model_tokenizer_mismatch(nodes, model, schedule):
+    other = small_tokenizer(256)
+    with pytest.raises(ValueError, match="tokenizer/model mismatch.*512.*256"):
+        nodes["LPDSampler"].sample(model, schedule, 1, 1, 0, tokenizer=other)
+    tokens = nodes["LPDSampler"].sample(model, schedule, 1, 1, 0)[0]
+    with pytest.raises(ValueError, match="tokenizer/model mismatch"):
+        nodes["LPDDecode"].decode(tokens, other)
+    with pytest.raises(ValueError, match="tokenizer/model mismatch"):
+        nodes["LPDEncode"].encode(torch.rand(1, 64, 64, 3), other, model=model)
+
+
+def test_progress_and_live_preview(nodes, model, schedule, vq, progress):
+    nodes["LPDSampler"].sample(model, schedule, 3, 2, 0, tokenizer=vq)
+    updates = [u for u in progress.updates if u[1] == schedule.steps]
+    assert [value for value, _, _ in updates] == list(range(1, schedule.steps + 1))
+    grey = []
+    for _, _, preview in updates:
+        kind, image, max_size = preview
+        assert kind == "JPEG" and max_size >= 256
+        pixels = np.asarray(image)
+        assert pixels.ndim == 3 and pixels.shape[2] == 3 and max(pixels.shape[:2]) >= 128
+        grey.append(np.mean(np.all(pixels == 128, axis=-1)))
+    assert grey[0] > grey[-1] and grey[-1] == 0  # filled in step by step; nothing grey at the end
+
+
+def test_no_preview_without_tokenizer(nodes, model, schedule, progress):
+    nodes["LPDSampler"].sample(model, schedule, 3, 1, 0)
+    assert progress.updates and all(preview is None for _, _, preview in progress.updates)
+
+
+def test_interrupt_stops_and_frees_the_cache(pack, nodes, model, schedule, progress, monkeypatch):
+    from lpd_core.model import KVCache
+    if REAL_COMFY:
+        import comfy.model_management as mm
+        expected = mm.InterruptProcessingException
+        recorder = progress
+
+        def press_cancel_after_two(value, total, preview, prompt_id=None, node_id=None):
+            recorder.updates.append((value, total, preview))
+            if len(recorder.updates) == 2:
+                mm.interrupt_current_processing(True)  # what POST /interrupt does
+
+        import comfy.utils
+        monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", press_cancel_after_two)
+    else:
+        runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+
+        class Cancelled(Exception):
+            pass
+
+        expected = Cancelled
+        calls = []
+
+        def throw_if_interrupted():
+            calls.append(1)
+            if len(calls) == 3:
+                raise Cancelled()
+
+        monkeypatch.setattr(runtime, "throw_if_interrupted", throw_if_interrupted)
+    with pytest.raises(expected):
+        nodes["LPDSampler"].sample(model, schedule, 3, 2, 0)
+    assert [value for value, _, _ in progress.updates] == [1, 2]
+    gc.collect()
+    assert not [obj for obj in gc.get_objects() if type(obj) is KVCache], "KV cache still alive"
+    # the next run is unaffected
+    assert nodes["LPDSampler"].sample(model, schedule, 3, 1, 0)[0].batch == 1
+    assert len(progress.updates) == 2 + schedule.steps
+
+
+# ------------------------------------------------------------------------------------------ decode / encode
+def test_decode(nodes, model, schedule, vq):
+    tokens = nodes["LPDSampler"].sample(model, schedule, 5, 2, 0)[0]
+    image = nodes["LPDDecode"].decode(tokens, vq)[0]
+    assert image.shape == (2, 128, 128, 3) and image.dtype == torch.float32 and image.device.type == "cpu"
+    assert 0 <= float(image.min()) and float(image.max()) <= 1
+    direct = vq.module.decode_images(tokens.tokens[1:])
+    assert torch.allclose(image[1:], direct, atol=1e-4)
+
+
+def test_encode(nodes, model, vq):
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 100, 150, 3, generator=generator)
+    tokens = nodes["LPDEncode"].encode(image, vq, model=model)[0]
+    assert tokens.tokens.shape == (2, 64) and tokens.grid == (8, 8) and tokens.vocab_size == 512
+    assert 0 <= int(tokens.tokens.min()) and int(tokens.tokens.max()) < 512
+    small = nodes["LPDEncode"].encode(image, vq, size=70)[0]  # no model: size rounded down to the stride
+    assert small.grid == (4, 4) and small.tokens.shape == (2, 16)
+    # an image already at the model's size is encoded as it is (no resampling)
+    exact = torch.rand(1, 128, 128, 3, generator=generator)
+    assert torch.equal(nodes["LPDEncode"].encode(exact, vq, model=model)[0].tokens, vq.module.encode_images(exact))
+    # encode → decode gives an image of the model's size
+    first = type(tokens)(tokens.tokens[:1], tokens.grid, tokens.vocab_size)
+    assert nodes["LPDDecode"].decode(first, vq)[0].shape == (1, 128, 128, 3)
+
+
+def test_image_grid(nodes):
+    images = torch.rand(3, 16, 24, 3)
+    sheet = nodes["LPDImageGrid"].grid(images, 0, 2)[0]
+    assert sheet.shape == (1, 2 * 16 + 2, 2 * 24 + 2, 3) and sheet.dtype == torch.float32
+    row = nodes["LPDImageGrid"].grid(images, 3, 0)[0]
+    assert row.shape == (1, 16, 72, 3)
+    assert torch.allclose(row[0, :, 24:48], images[1], atol=1 / 255)
+
+
+# ------------------------------------------------------------------------------------------ web support
+def test_class_names_for_the_picker(pack, models_dir):
+    loaders = sys.modules[f"{PACK_NAME}.nodes.loaders"]
+    fixture = loaders.class_names_for_choice("lpd_fixture.safetensors")
+    assert fixture == {"names": None, "aliases": None, "num_classes": 10}
+    imagenet = loaders.class_names_for_choice("lpd_l_256 (download)")
+    assert imagenet["num_classes"] == 1000 and imagenet["names"][207] == "golden retriever"
+    assert len(imagenet["aliases"]) == 1000
+    json.dumps(imagenet)
+    routes = sys.modules[f"{PACK_NAME}.nodes.routes"]
+    assert routes.register() is ("server" in sys.modules)
+
+
+def test_demo_class_names_when_bundled(pack):
+    from lpd_core.shapes import DEMO_MODEL_PATH, SHAPE_CLASSES
+    if not DEMO_MODEL_PATH.is_file():
+        pytest.skip("the demo model is not in this checkout")
+    loaders = sys.modules[f"{PACK_NAME}.nodes.loaders"]
+    assert loaders.class_names_for_choice("demo")["names"] == list(SHAPE_CLASSES)
+
+
+# ------------------------------------------------------------------------------------------ preview helper
+class SyntheticTokenizer(torch.nn.Module):
+    """A stand-in tokenizer whose decoder is known: each code has a colour (a mildly non-linear
+    function of its codebook vector), patches bleed into their neighbours, plus texture."""
+
+    stride = 8
+
+    def __init__(self, vocab=512, dim=8):
+        super().__init__()
+        generator = torch.Generator().manual_seed(1)
+        self.vocab_size = vocab
+        self.codes = torch.nn.Parameter(torch.randn(vocab, dim, generator=generator), requires_grad=False)
+        self.mix = torch.randn(dim, 3, generator=generator)
+        self.quantize = self
+
+    def codebook(self):
+        return torch.nn.functional.normalize(self.codes, dim=-1)
+
+    def colours(self, codes):
+        return torch.sigmoid(1.5 * self.codebook()[codes] @ self.mix)
+
+    def decode_images(self, codes):
+        batch, count = codes.shape
+        side = int(count ** 0.5)
+        cells = self.colours(codes).reshape(batch, side, side, 3).permute(0, 3, 1, 2)
+        blurred = 0.8 * cells + 0.2 * torch.nn.functional.avg_pool2d(cells, 3, 1, 1, count_include_pad=False)
+        pixels = blurred.repeat_interleave(self.stride, 2).repeat_interleave(self.stride, 3)
+        texture = 0.05 * torch.sin(torch.arange(side * self.stride) * 1.3)
+        return (pixels + texture).clamp(0, 1).permute(0, 2, 3, 1)
+
+
+def _patch_means(images, stride):
+    batch, height, width, _ = images.shape
+    return images.reshape(batch, height // stride, stride, width // stride, stride, 3).mean(dim=(2, 4))
+
+
+def test_palette_matches_the_decoder():
+    from lpd_core.preview import build_palette
+    tokenizer = SyntheticTokenizer()
+    palette = build_palette(tokenizer)
+    assert palette.shape == (512, 3) and palette.dtype == torch.float32
+    codes = torch.randint(0, 512, (4, 256), generator=torch.Generator().manual_seed(5))
+    real = _patch_means(tokenizer.decode_images(codes), tokenizer.stride).reshape(-1, 3)
+    painted = palette[codes.reshape(-1)]
+    for channel in range(3):
+        r = np.corrcoef(painted[:, channel], real[:, channel])[0, 1]
+        assert r > 0.9, f"channel {channel}: correlation {r:.3f}"
+
+
+def test_palette_of_the_demo_tokenizer():
+    """On a trained tokenizer the palette's colours follow the real decoder's (demo, when bundled)."""
+    from lpd_core.preview import build_palette
+    from lpd_core.shapes import DEMO_TOKENIZER_PATH
+    from lpd_core.weights import load_tokenizer
+    if not DEMO_TOKENIZER_PATH.is_file():
+        pytest.skip("the demo tokenizer is not in this checkout")
+    tokenizer = load_tokenizer(DEMO_TOKENIZER_PATH)
+    palette = build_palette(tokenizer, grids=8)
+    from lpd_core.shapes import dataset
+    images, _ = dataset(16, seed=123)
+    images = torch.as_tensor(images)
+    with torch.no_grad():
+        codes = tokenizer.encode_images(images)
+        decoded = tokenizer.decode_images(codes)
+    real = _patch_means(decoded, tokenizer.stride).reshape(-1, 3)
+    painted = palette[codes.reshape(-1)]
+    r = np.corrcoef(painted.reshape(-1), real.reshape(-1))[0, 1]
+    assert r > 0.6, f"correlation {r:.3f}"
+
+
+def test_preview_frames():
+    from lpd_core.preview import LivePreview
+    tokenizer = SyntheticTokenizer()
+    preview = LivePreview(tokenizer, (16, 16), size=256)
+    tokens = torch.randint(0, 512, (3, 256))
+    known = torch.zeros(3, 256, dtype=torch.bool)
+    known[:, :128] = True
+    frame = np.asarray(preview.frame(tokens, known))
+    assert frame.shape == (2 * 256 + 4, 2 * 256 + 4, 3)  # 3 samples in a 2×2 sheet
+    first = frame[:256, :256]
+    assert np.all(first[128:] == 128)  # unknown half grey
+    assert not np.all(first[:128] == 128)
+
+
+def test_preview_costs_under_a_tenth_of_a_step():
+    """A preview frame costs < 10% of one decode step of a mid-sized LPD (16×16 grid, 16384 codes);
+    published models are larger, so their steps cost more and the share is smaller still."""
+    from lpd_core import LPD, LPDConfig, build_schedule, generate
+    from lpd_core.preview import LivePreview
+    torch.manual_seed(0)
+    config = LPDConfig(embed_dim=256, depth=4, num_heads=4, grid_size=16, vocab_size=16384, num_classes=1000)
+    model = LPD(config).eval()
+    schedule = build_schedule(16, steps=20, order="raster")
+    step_times, frame_times, last = [], [], [time.perf_counter()]
+    preview = LivePreview(SyntheticTokenizer(vocab=16384), (16, 16))
+
+    def timed(step):
+        now = time.perf_counter()
+        step_times.append(now - last[0])
+        start = time.perf_counter()
+        preview.frame(step.tokens, step.known)
+        frame_times.append(time.perf_counter() - start)
+        last[0] = time.perf_counter()
+
+    generate(model, schedule, [1], cfg=4.0, seeds=0, callback=timed)
+    step, frame = statistics.median(step_times[1:]), statistics.median(frame_times)
+    assert frame < 0.1 * step, f"preview {frame * 1e3:.2f} ms vs step {step * 1e3:.2f} ms"
