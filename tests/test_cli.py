@@ -105,3 +105,20 @@ def test_published_model_offline_says_where_to_put_it(tmp_path):
     line = result.stderr.strip()
     assert "huggingface.co/mit-han-lab/lpd_l_256" in line and str(tmp_path) in line
     assert "Traceback" not in result.stderr
+
+
+def test_generate_by_registry_name_from_the_hub_cache(converted, tmp_path):
+    """The published-name path end to end: names resolve through huggingface_hub (offline, from a
+    hub cache built here) into the models folder, then load and generate."""
+    from .test_hub import add_to_cache
+    cache = tmp_path / "hf_cache"
+    add_to_cache(cache, "mit-han-lab/lpd_l_256", "checkpoint-last.safetensors", converted.read_bytes())
+    add_to_cache(cache, "FoundationVision/LlamaGen", "vq_ds16_c2i.pt", (REFERENCE / "vq.pt").read_bytes())
+    models = tmp_path / "models"
+    result = run_cli("generate", "--model", "lpd_l_256", "--models-dir", models, "--class", "2", "--steps", "4",
+                     "--cfg", "1", "--out", tmp_path / "x.png",
+                     env={"HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf_home")})
+    assert result.returncode == 0, result.stderr
+    assert (models / "lpd_l_256" / "checkpoint-last.safetensors").is_file()
+    assert (models / "vq_ds16_c2i" / "vq_ds16_c2i.pt").is_file()
+    assert Image.open(tmp_path / "x.png").size == (128, 128)
