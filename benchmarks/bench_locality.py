@@ -27,8 +27,6 @@ import numpy as np
 from lpd_core.locality import locality_order, order_metrics
 
 REPO = Path(__file__).resolve().parents[1]
-
-
 FIXTURES = REPO / "tests" / "fixtures"
 
 # Fixture config -> (grid side, steps, repulsion).

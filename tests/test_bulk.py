@@ -22,7 +22,7 @@ from PIL import Image
 
 from lpd_core import bulk
 
-from .conftest import REFERENCE, REFERENCE_HEADS
+from conftest import REFERENCE, REFERENCE_HEADS
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNT = 12

@@ -12,7 +12,7 @@ from PIL import Image
 
 from lpd_core import load_model
 
-from .conftest import REFERENCE, REFERENCE_HEADS
+from conftest import REFERENCE, REFERENCE_HEADS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,7 +110,7 @@ def test_published_model_offline_says_where_to_put_it(tmp_path):
 def test_generate_by_registry_name_from_the_hub_cache(converted, tmp_path):
     """The published-name path end to end: names resolve through huggingface_hub (offline, from a
     hub cache built here) into the models folder, then load and generate."""
-    from .test_hub import add_to_cache
+    from test_hub import add_to_cache
     cache = tmp_path / "hf_cache"
     add_to_cache(cache, "mit-han-lab/lpd_l_256", "checkpoint-last.safetensors", converted.read_bytes())
     add_to_cache(cache, "FoundationVision/LlamaGen", "vq_ds16_c2i.pt", (REFERENCE / "vq.pt").read_bytes())

@@ -9,7 +9,7 @@ import torch
 from lpd_core import LPDConfig, check_pair, load_model, load_tokenizer
 from lpd_core.model import LPD
 
-from .conftest import REFERENCE, REFERENCE_HEADS
+from conftest import REFERENCE, REFERENCE_HEADS
 
 
 class _CreatesFile:
