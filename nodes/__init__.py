@@ -5,6 +5,7 @@ needs when it runs), builds no model and downloads nothing.
 """
 
 from . import routes, runtime
+from .editing import LPDEditSampler, LPDPadForOutpaint
 from .loaders import LPDModelLoader, LPDTokenizerLoader
 from .sampling import LPDSampler, LPDSchedule
 from .tokens import LPDDecode, LPDEncode, LPDImageGrid, TokenGrid
@@ -17,6 +18,8 @@ NODE_CLASS_MAPPINGS = {
     "LPDDecode": LPDDecode,
     "LPDEncode": LPDEncode,
     "LPDImageGrid": LPDImageGrid,
+    "LPDEditSampler": LPDEditSampler,
+    "LPDPadForOutpaint": LPDPadForOutpaint,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -27,6 +30,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LPDDecode": "LPD Decode",
     "LPDEncode": "LPD Encode",
     "LPDImageGrid": "LPD Image Grid",
+    "LPDEditSampler": "LPD Edit Sampler",
+    "LPDPadForOutpaint": "LPD Pad For Outpaint",
 }
 
 

@@ -29,7 +29,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "lpd_reference"
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PACK_FOLDER = "ComfyUI-LPD"
 NODES = {"LPDModelLoader", "LPDTokenizerLoader", "LPDSchedule", "LPDSampler", "LPDDecode", "LPDEncode",
-         "LPDImageGrid"}
+         "LPDImageGrid", "LPDEditSampler", "LPDPadForOutpaint"}
 
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI source tree")
 

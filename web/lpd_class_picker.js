@@ -6,7 +6,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const SAMPLER = "LPDSampler";
+const SAMPLERS = ["LPDSampler", "LPDEditSampler"];
 const LOADER = "LPDModelLoader";
 const MAX_SHOWN = 80;
 const classCache = new Map(); // model value -> {names, aliases, num_classes} | "loading" | "failed"
@@ -165,7 +165,7 @@ function addPicker(node) {
 app.registerExtension({
   name: "lpd.classPicker",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData?.name !== SAMPLER) return;
+    if (!SAMPLERS.includes(nodeData?.name)) return;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const result = onNodeCreated?.apply(this, arguments);
