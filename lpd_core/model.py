@@ -6,7 +6,9 @@ Two passes share the same blocks:
 - `teacher_forced` (the training pass): every group's real tokens and position queries in one
   sequence, with the block mask that gives each query the context it would have at inference.
 - `step` (inference): one forward per group through a static KV cache that the caller allocates
-  once (see `KVCache`), writing the previous group's real tokens and reading the next group's queries.
+  once (see `KVCache`), writing the previous group's real tokens and reading the next group's
+  queries. Cache writes go through slot indices and attention spans the whole cache under a mask,
+  so a step's shapes depend only on its number of rows (the fast path pads and replays them).
 """
 
 from __future__ import annotations
@@ -77,17 +79,22 @@ class LPDConfig:
 
 
 class KVCache:
-    """Keys and values for every layer, allocated once per generate call.
+    """Keys and values for every layer, allocated once per generate call (or once per model and
+    batch on the fast path, see `lpd_core.fast`).
 
-    Shape per layer: (batch, heads, 1 + num_tokens, head_dim). Slot 0 holds the class token,
-    slot 1 + j the j-th token of the generation order.
+    Shape per layer: (batch, heads, slots, head_dim). Slot 0 holds the class token, slot 1 + j the
+    j-th token of the generation order; `spare` slots after those take the padding rows of
+    fixed-shape steps and are never attended to.
     """
 
-    def __init__(self, config: LPDConfig, batch: int, device, dtype):
+    def __init__(self, config: LPDConfig, batch: int, device, dtype, spare: int = 0):
         head_dim = config.embed_dim // config.num_heads
-        shape = (config.depth, batch, config.num_heads, 1 + config.num_tokens, head_dim)
+        self.slots = 1 + config.num_tokens + spare
+        shape = (config.depth, batch, config.num_heads, self.slots, head_dim)
+        # zeros, not empty: masked slots get weight 0, and 0 · NaN from uninitialised memory is NaN
         self.keys = torch.zeros(shape, device=device, dtype=dtype)
         self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.slot_index = torch.arange(self.slots, device=device)
 
 
 class Attention(nn.Module):
@@ -112,15 +119,15 @@ class Attention(nn.Module):
         q, k, v = self._split_heads(x)
         return self._merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
-    def forward_cached(self, x, keys, values, start: int, mask: torch.Tensor) -> torch.Tensor:
-        """Write this input's keys/values at cache slots [start, start + len) and attend to
-        every slot up to its end (the mask rules out what each row must not see)."""
+    def forward_cached(self, x, keys, values, slots: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Write row i's key/value at cache slot slots[i], then attend over the first mask.shape[1]
+        cache slots (the mask rules out what each row must not see)."""
         q, k, v = self._split_heads(x)
-        end = start + x.shape[1]
-        keys[:, :, start:end] = k
-        values[:, :, start:end] = v
-        out = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], attn_mask=mask)
-        return self._merge_heads(out)
+        keys.index_copy_(2, slots, k)
+        values.index_copy_(2, slots, v)
+        span = mask.shape[1]
+        return self._merge_heads(F.scaled_dot_product_attention(q, keys[:, :, :span], values[:, :, :span],
+                                                                attn_mask=mask))
 
 
 class MLP(nn.Module):
@@ -146,8 +153,8 @@ class Block(nn.Module):
         x = x + self.attn(self.norm1(x), mask)
         return x + self.mlp(self.norm2(x))
 
-    def forward_cached(self, x, keys, values, start, mask):
-        x = x + self.attn.forward_cached(self.norm1(x), keys, values, start, mask)
+    def forward_cached(self, x, keys, values, slots, mask):
+        x = x + self.attn.forward_cached(self.norm1(x), keys, values, slots, mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -186,18 +193,21 @@ def teacher_forced_mask(group_sizes, device) -> torch.Tensor:
     return mask
 
 
-def step_mask(previous_sizes, query_size: int, start: int, device) -> torch.Tensor:
-    """Mask for one decode step whose input is [real tokens of one or more groups, the next
-    group's queries], written at cache slots [start, start + len).
+def step_rows(previous_sizes, query_size: int, start: int) -> tuple[list[int], list[int]]:
+    """Cache slot and visibility of each input row of one decode step whose input is [real tokens
+    of one or more groups, the next group's queries], laid out from cache slot `start` on.
 
+    Returns (slots, visible_end): row i is written at slots[i] and sees slots < visible_end[i].
     Real tokens see the cache up to the end of their own group (block-causal, so several known
     groups can be fed in one pass exactly as if fed one step at a time); queries see everything up
-    to their own slots.
+    to the end of their own group.
     """
-    sizes = torch.as_tensor([int(s) for s in previous_sizes], device=device)
-    ends = start + torch.cumsum(sizes, 0)
-    visible_end = torch.cat([torch.repeat_interleave(ends, sizes), (ends[-1] + query_size).expand(query_size)])
-    return torch.arange(start + visible_end.numel(), device=device)[None, :] < visible_end[:, None]
+    visible_end, end = [], start
+    for size in previous_sizes:
+        end += int(size)
+        visible_end += [end] * int(size)
+    visible_end += [end + query_size] * query_size
+    return list(range(start, end + query_size)), visible_end
 
 
 class LPD(nn.Module):
@@ -275,18 +285,20 @@ class LPD(nn.Module):
             x = block(x, mask)
         return self.logits(x[:, -num_tokens:])
 
-    def step(self, previous: torch.Tensor, query_positions: torch.Tensor, previous_positions: torch.Tensor,
-             cache: KVCache, start: int, previous_sizes=None) -> torch.Tensor:
-        """One decode step.
+    def step(self, content: torch.Tensor, positions: torch.Tensor, cache: KVCache, slots: torch.Tensor,
+             visible_end: torch.Tensor, span: int | None = None) -> torch.Tensor:
+        """One decode step over a block of rows (see `step_rows`): logits (B, L, vocab).
 
-        previous: embeddings of the previous group's real tokens, or the class embedding at step
-        0, (B, P, dim); their position embeddings (B, P, dim); the query positions (B, Q, dim) of
-        the group to predict. They occupy cache slots [start, start + P + Q). `previous_sizes`
-        splits `previous` into several groups (default: one), e.g. the class token and known
-        tokens fed in one pass. Returns logits (B, Q, vocab).
+        content (B, L, dim): each row's embedding: a real token's (the class embedding in the class
+        slot) or, for a position query, `mask_token`; positions (B, L, dim): their position
+        embeddings. Row i writes its keys/values to cache slot slots[i] and attends to the slots
+        < visible_end[i]. Attention reads the first `span` cache slots (default: all of them, so
+        every shape is fixed by L and the step can be captured and replayed); a span that covers
+        every visible slot gives the same result for less work.
         """
-        x = torch.cat([self.real_tokens(previous, previous_positions), self.queries(query_positions)], dim=1)
-        mask = step_mask(previous_sizes or [previous.shape[1]], query_positions.shape[1], start, x.device)
+        x = self.z_proj_ln(content + positions)
+        span = cache.slots if span is None else span
+        mask = cache.slot_index[None, :span] < visible_end[:, None]
         for layer, block in enumerate(self.blocks):
-            x = block.forward_cached(x, cache.keys[layer], cache.values[layer], start, mask)
-        return self.logits(x[:, previous.shape[1]:])
+            x = block.forward_cached(x, cache.keys[layer], cache.values[layer], slots, mask)
+        return self.logits(x)

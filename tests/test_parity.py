@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lpd_core import generate
+from lpd_core.fast import release_fast_state
 
 LOGIT_TOL = 1e-4
 
@@ -26,14 +27,16 @@ def test_teacher_forced_logits_match_reference(name, reference_model, reference_
 
 @pytest.mark.parametrize("name", ["greedy_cfg1_linear", "greedy_cfg3_linear", "greedy_cfg2_constant",
                                   "greedy_uncond"])
-def test_greedy_decoding_matches_reference(name, reference_model, reference_cases, reference_tensors):
+@pytest.mark.parametrize("fast", [False, True], ids=["eager", "fast"])
+def test_greedy_decoding_matches_reference(name, fast, reference_model, reference_cases, reference_tensors):
     case = _case(reference_cases, name)
     t = {k.split(".", 1)[1]: v for k, v in reference_tensors.items() if k.startswith(name + ".")}
     step_logits = []
     tokens = generate(reference_model, labels=t.get("labels"), batch=t["orders"].shape[0],
                       orders=t["orders"], group_sizes=case["group_sizes"], cfg=case["cfg"],
                       cfg_schedule=case.get("cfg_schedule", "linear"), top_k=1, seeds=0,
-                      callback=lambda s: step_logits.append(s.logits))
+                      callback=lambda s: step_logits.append(s.logits), fast=fast)
+    release_fast_state(reference_model)
     assert torch.equal(tokens, t["tokens"])
     for k, logits in enumerate(step_logits):
         if f"step{k}_logits" in t:

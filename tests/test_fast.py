@@ -1,0 +1,119 @@
+"""The fast path of the decode loop (`generate(..., fast=True)`): padded fixed-shape steps give the
+eager path's greedy tokens bit for bit and its logits to float rounding; its state is kept, reused,
+rebuilt and released as documented."""
+
+import copy
+import gc
+
+import pytest
+import torch
+
+from lpd_core import build_schedule, generate
+from lpd_core.fast import ROW_MULTIPLE, release_fast_state, static_decoder
+from lpd_core.generate import plan_steps
+from lpd_core.model import KVCache
+
+GROUPS = [1, 2, 4, 6, 9, 12, 14, 16]
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return build_schedule(8, group_sizes=GROUPS, order="random", seed=7)
+
+
+def _step_logits(model, schedule, **kwargs):
+    logits = []
+    tokens = generate(model, schedule, callback=lambda s: logits.append(s.logits), **kwargs)
+    return tokens, logits
+
+
+@pytest.mark.parametrize("settings", [
+    dict(labels=[1, 4, 8], cfg=3.0, cfg_schedule="linear"),
+    dict(labels=[2, 5], cfg=2.0, cfg_schedule="constant"),
+    dict(labels=[0, 9], cfg=1.0),
+    dict(labels=None, batch=2, cfg=1.0),
+])
+def test_fast_greedy_tokens_and_logits_equal_eager(reference_model, schedule, settings):
+    eager_tokens, eager_logits = _step_logits(reference_model, schedule, temperature=0, **settings)
+    fast_tokens, fast_logits = _step_logits(reference_model, schedule, temperature=0, fast=True, **settings)
+    release_fast_state(reference_model)
+    assert torch.equal(fast_tokens, eager_tokens)
+    assert len(fast_logits) == len(eager_logits) == len(GROUPS)
+    for eager, fast in zip(eager_logits, fast_logits):
+        assert eager.shape == fast.shape
+        assert (eager - fast).abs().max().item() < 1e-5
+
+
+def test_fast_sampling_is_seeded_like_eager(reference_model, schedule):
+    settings = dict(labels=[3, 6], cfg=2.5, top_p=0.9, seeds=21)
+    fast = generate(reference_model, schedule, fast=True, **settings)
+    again = generate(reference_model, schedule, fast=True, **settings)
+    release_fast_state(reference_model)
+    assert torch.equal(fast, again)
+    assert torch.equal(fast, generate(reference_model, schedule, **settings))
+
+
+def test_fast_editing_feeds_known_groups_in_one_padded_pass(reference_model, schedule):
+    known = generate(reference_model, schedule, [5], temperature=0)
+    settings = dict(labels=[5], cfg=2.0, temperature=0, known_tokens=known[0], known_steps=3)
+    fast = generate(reference_model, schedule, fast=True, **settings)
+    release_fast_state(reference_model)
+    eager = generate(reference_model, schedule, **settings)
+    assert torch.equal(fast, eager)
+    first_known = torch.from_numpy(schedule.order[: sum(GROUPS[:3])])
+    assert torch.equal(fast[0, first_known], known[0, first_known])
+
+
+def test_plan_pads_every_step_into_spare_slots():
+    num_tokens = 64
+    plans = plan_steps(GROUPS, 0, num_tokens, "cpu", lambda n: -(-n // ROW_MULTIPLE) * ROW_MULTIPLE)
+    assert [p.previous for p in plans] == [1, *GROUPS[:-1]]
+    assert [p.queries for p in plans] == GROUPS
+    for plan in plans:
+        length = plan.previous + plan.queries + plan.padding
+        assert length % ROW_MULTIPLE == 0 and plan.padding < ROW_MULTIPLE
+        slots, visible = plan.slots.tolist(), plan.visible_end.tolist()
+        assert len(slots) == len(set(slots)) == length
+        real = slots[: plan.previous + plan.queries]
+        assert real == list(range(plan.start, plan.start + len(real)))
+        assert all(1 + num_tokens <= s < 1 + num_tokens + ROW_MULTIPLE - 1 for s in slots[len(real):])
+        assert visible[len(real):] == [1] * plan.padding  # padding sees only the class slot
+        assert visible[plan.previous: len(real)] == [real[-1] + 1] * plan.queries
+    eager = plan_steps(GROUPS, 0, num_tokens, "cpu")
+    assert all(p.padding == 0 for p in eager)
+
+
+def test_state_is_kept_reused_rebuilt_and_released(reference_model, schedule):
+    generate(reference_model, schedule, [1], cfg=2.0, fast=True)
+    state = static_decoder(reference_model, 2)
+    generate(reference_model, schedule, [4], cfg=3.0, fast=True)
+    assert static_decoder(reference_model, 2) is state  # same batch: same cache, no new capture
+    assert state.cache.keys.shape[3] == 1 + 64 + ROW_MULTIPLE - 1
+    assert static_decoder(reference_model, 3) is not state  # another batch: new state
+    release_fast_state(reference_model)
+    del state
+    gc.collect()
+    assert not [obj for obj in gc.get_objects() if type(obj) is KVCache]
+
+
+def test_state_follows_a_dtype_change(reference_model, schedule):
+    model = copy.deepcopy(reference_model)
+    generate(model, schedule, [1], fast=True)
+    state = static_decoder(model, 1)
+    model.to(torch.bfloat16)
+    assert static_decoder(model, 1) is not state
+    tokens = generate(model, schedule, [1], temperature=0, fast=True)
+    assert tokens.shape == (1, 64) and static_decoder(model, 1).cache.keys.dtype == torch.bfloat16
+
+
+def test_interrupt_releases_the_fast_state(reference_model, schedule):
+    class Stop(Exception):
+        pass
+
+    def stop(step):
+        if step.step == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        generate(reference_model, schedule, [1], cfg=2.0, fast=True, callback=stop)
+    assert getattr(reference_model, "_lpd_fast_state", None) is None
