@@ -96,3 +96,22 @@ def test_vq_images_round_trip_shapes(reference_vq):
     assert 0 <= out.min() and out.max() <= 1
     with pytest.raises(ValueError, match=r"not a multiple of the tokenizer's stride 16"):
         reference_vq.encode_images(torch.rand(1, 100, 128, 3))
+
+
+def test_auto_dtype_is_bf16_on_gpu_and_only_for_wide_models_on_bf16_cpus(monkeypatch):
+    from lpd_core import weights
+    assert weights.resolve_dtype("auto", "cuda", 64) == torch.bfloat16
+    assert weights.resolve_dtype("auto", "cuda") == torch.bfloat16
+    for native in (True, False):
+        monkeypatch.setattr(weights, "cpu_multiplies_bf16", lambda: native)
+        assert weights.resolve_dtype("auto", "cpu", 1024) == (torch.bfloat16 if native else torch.float32)
+        assert weights.resolve_dtype("auto", "cpu", 64) == torch.float32  # the fixture, the demo
+        assert weights.resolve_dtype("auto", "cpu") == torch.float32  # tokenizers
+    with pytest.raises(ValueError, match="choose one of auto, fp32, bf16, fp16"):
+        weights.resolve_dtype("fp8")
+
+
+def test_auto_dtype_loads_small_models_in_fp32():
+    model = load_model(REFERENCE / "lpd.pth", dtype="auto", num_heads=REFERENCE_HEADS)
+    vq = load_tokenizer(REFERENCE / "vq.pt", dtype="auto")
+    assert model.pos_embed.dtype == torch.float32 and vq.quant_conv.weight.dtype == torch.float32
