@@ -52,6 +52,8 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="image i of the run uses seed + i")
     parser.add_argument("--repulsion", type=int, help="locality order: min Chebyshev gap inside a step")
     parser.add_argument("--proximity", type=float, default=1.0, help="locality order: proximity threshold")
+    parser.add_argument("--fast", default="auto", choices=["auto", "on", "off"],
+                        help="fixed-shape steps replayed as CUDA graphs (auto: on with CUDA)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_arguments(gen)
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
     gen.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                     help="auto: bf16 on GPU, fp32 on CPU")
+                     help="auto: bf16 on GPU; on CPU bf16 for the published models where the CPU has "
+                          "bf16 instructions (AMX, AVX512-BF16), else fp32")
     gen.add_argument("--out", type=Path, required=True, help="output PNG (a grid when several images)")
 
     down = commands.add_parser("download", help="download a published checkpoint into the models folder")
@@ -104,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--batch-size", type=int, default=32, help="images per forward, per process (default 32)")
     many.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
     many.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                      help="auto: bf16 on GPU, fp32 on CPU")
+                      help="auto: as for generate")
     many.add_argument("--no-progress", action="store_true", help="no progress bar")
     many.add_argument("--out", type=Path, required=True,
                       help="output folder: images/NNNNNN.png, manifest.json, samples_NxHxWx3.npz")
@@ -122,13 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device_and_dtype(device: str, dtype: str):
+def _device(device: str) -> str:
     import torch
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype == "auto":
-        dtype = "bf16" if device.startswith("cuda") else "fp32"
-    return device, dtype
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def _fast(choice: str, device: str) -> bool:
+    return choice == "on" or (choice == "auto" and device.startswith("cuda"))
 
 
 def run_generate(args) -> None:
@@ -139,8 +142,8 @@ def run_generate(args) -> None:
     from .imaging import image_grid
     from .schedule import build_schedule
 
-    device, dtype = _device_and_dtype(args.device, args.dtype)
-    model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, dtype,
+    device = _device(args.device)
+    model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
                                  progress_for=_download_progress)
     per_class = [resolve_classes(text, model) for text in args.classes]
     labels = [c for group in per_class for c in group for _ in range(args.batch)]
@@ -152,7 +155,7 @@ def run_generate(args) -> None:
     bar = _progress_bar("decoding", total=schedule.steps, unit="step")
     tokens = generate(model, schedule, labels, cfg=cfg, cfg_schedule=args.cfg_schedule,
                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seeds=args.seed,
-                      callback=lambda step: bar.update(1))
+                      callback=lambda step: bar.update(1), fast=_fast(args.fast, device))
     bar.close()
     with torch.no_grad():
         images = tokenizer.decode_images(tokens)
@@ -185,6 +188,7 @@ def run_sample_many(args) -> None:
                 order=args.order, cfg=args.cfg, cfg_schedule=args.cfg_schedule, temperature=args.temperature,
                 top_k=args.top_k, top_p=args.top_p, seed=args.seed, repulsion=args.repulsion,
                 proximity=args.proximity, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+                fast={"auto": None, "on": True, "off": False}[args.fast],
                 progress=not args.no_progress, progress_for=_download_progress)
 
 

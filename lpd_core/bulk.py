@@ -351,6 +351,7 @@ def sample_many(
     batch_size: int = 32,
     device: str = "auto",
     dtype: str = "auto",
+    fast: bool | None = None,
     progress: bool = True,
     progress_for: Callable[[str], Callable] | None = None,
     log: Callable[[str], None] = print,
@@ -362,11 +363,13 @@ def sample_many(
     None = all, else indices (or a comma-separated string of indices/names). N = num_images, or
     images_per_class × number of classes (default 50 per class: 50,000 for ImageNet). steps, cfg,
     cfg_schedule, temperature, top_k, top_p, repulsion: None = the model's defaults
-    (`checkpoints.generation_defaults`). batch_size: per process. dtype "auto": bf16 on GPU, fp32
-    on CPU. Returns the manifest on rank 0, None on the other ranks.
+    (`checkpoints.generation_defaults`). batch_size: per process. dtype "auto": as
+    `weights.auto_dtype`. fast: `generate`'s fast path (None: on with CUDA). Returns the manifest
+    on rank 0, None on the other ranks.
     """
     from .checkpoints import generation_defaults, load_pair, resolve_classes
     from .schedule import build_schedule
+    from .weights import dtype_name
 
     if batch_size < 1:
         raise BulkError(f"the batch size must be at least 1, got {batch_size}")
@@ -374,8 +377,8 @@ def sample_many(
         raise BulkError("give the number of images per class or in total, not both")
     out = Path(out)
     processes, device = start_processes(device)
-    if dtype == "auto":
-        dtype = "bf16" if device.startswith("cuda") else "fp32"
+    if fast is None:
+        fast = device.startswith("cuda")
     bar = None
     try:
         with _sigterm_as_interrupt():
@@ -387,6 +390,7 @@ def sample_many(
             lpd, vq = load_pair(model, tokenizer, models_dir, device, dtype, progress_for=progress_for)
             if serial and processes.local_rank == 0:
                 processes.barrier()
+            dtype = dtype_name(lpd.pos_embed.dtype)  # what "auto" chose
 
             num_classes = lpd.config.num_classes
             if classes is None:
@@ -423,7 +427,7 @@ def sample_many(
             settings = {
                 "model": str(model or "demo"), "tokenizer": str(tokenizer or lpd.tokenizer_name),
                 "model_config": lpd.config.to_dict(), "model_fingerprint": _fingerprint(lpd.pos_embed),
-                "tokenizer_fingerprint": _fingerprint(vq.quantize.embedding.weight), "dtype": dtype,
+                "tokenizer_fingerprint": _fingerprint(vq.quantize.embedding.weight), "dtype": dtype, "fast": fast,
                 "steps": first.steps, "group_sizes": list(first.group_sizes), "order": order,
                 "proximity": proximity if order == "locality" else None,
                 "repulsion": repulsion if order == "locality" else None,
@@ -463,7 +467,7 @@ def sample_many(
             began = time.perf_counter()
             made = _sample_shard(lpd, vq, out, mine, batch_size, class_list, seed, schedule_of,
                                  dict(cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature,
-                                      top_k=top_k, top_p=top_p),
+                                      top_k=top_k, top_p=top_p, fast=fast),
                                  lambda n: bar.update(min(n * processes.world_size, bar.total - bar.n)) if bar else None)
             elapsed = time.perf_counter() - began
             if bar is not None:

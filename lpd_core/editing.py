@@ -149,12 +149,13 @@ def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tenso
          order: str = "locality", seed: int = 0, cfg: float = 1.0, cfg_schedule: str = "linear",
          temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, grow: int = 0, feather: int = 0,
          composite: bool = True, proximity: float = 1.0, repulsion: int | None = None,
-         callback: Callable[[DecodeStep], None] | None = None) -> EditResult:
+         callback: Callable[[DecodeStep], None] | None = None, fast: bool = False) -> EditResult:
     """Regenerate the masked part of images (B, H, W, 3) in [0, 1] under class `labels`.
 
     One mask (H, W) or its first row (B, H, W) serves the whole batch. Images are fitted to the
     model's resolution first. With `composite`, pixels outside the regenerated tokens are the
-    input's own; `feather` (in tokens) blends across the border. Image b uses seed + b.
+    input's own; `feather` (in tokens) blends across the border. Image b uses seed + b. `fast`:
+    `generate`'s fast path.
     """
     check_pair(model, tokenizer)
     grid, stride = model.config.grid_size, tokenizer.stride
@@ -176,7 +177,7 @@ def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tenso
     tokens = generate(model, labels=labels, batch=batch, orders=torch.from_numpy(plan.order),
                       group_sizes=plan.group_sizes, cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature,
                       top_k=top_k, top_p=top_p, seeds=seed, callback=callback, known_tokens=codes,
-                      known_steps=plan.known_steps)
+                      known_steps=plan.known_steps, fast=fast)
     with torch.no_grad():
         decoded = tokenizer.decode_images(tokens)
     if composite:

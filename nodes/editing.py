@@ -131,9 +131,10 @@ class LPDEditSampler:
             # `known` covers the kept tokens too, so the preview starts from the kept part of the image
             bar.update_absolute(step.step + 1, step.total, ("JPEG", preview.frame(step.tokens, step.known), max_size))
 
-        result = edit(lpd, vq, image[..., :3].float().cpu(), mask.float().cpu(), labels, steps=steps, order=order,
-                      seed=seed, grow=grow, feather=feather, composite=composite, repulsion=defaults.repulsion,
-                      callback=on_step, **settings)
+        with runtime.fast_decoding(lpd) as fast:
+            result = edit(lpd, vq, image[..., :3].float().cpu(), mask.float().cpu(), labels, steps=steps,
+                          order=order, seed=seed, grow=grow, feather=feather, composite=composite,
+                          repulsion=defaults.repulsion, callback=on_step, fast=fast, **settings)
         regenerated = int(result.regenerated.sum())
         if result.message:
             log.warning("LPD Edit Sampler: %s", result.message)

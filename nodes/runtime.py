@@ -9,6 +9,7 @@ COMFYUI_DIR) the same helpers fall back to plain behaviour: one models folder ($
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -170,6 +171,18 @@ class Managed:
 
     def __repr__(self):
         return f"<{self.kind} {self.name!r}>"
+
+
+@contextlib.contextmanager
+def fast_decoding(module):
+    """Yields whether to take generate's fast path (CUDA graphs) for this LPD module: on a GPU.
+    Its graphs and KV cache are freed on leaving, since ComfyUI's memory management does not see
+    them; capturing again on the next run costs a few milliseconds."""
+    from lpd_core.fast import release_fast_state
+    try:
+        yield module.pos_embed.device.type == "cuda"
+    finally:
+        release_fast_state(module)
 
 
 # ------------------------------------------------------------------------------------------ progress

@@ -155,7 +155,9 @@ class LPDSampler:
             frame = ("JPEG", preview.frame(step.tokens, step.known), max_size) if preview else None
             bar.update_absolute(step.step + 1, step.total, frame)
 
-        tokens = generate(model.ready(), schedule, labels, seeds=seeds, callback=on_step, **settings)
+        lpd = model.ready()
+        with runtime.fast_decoding(lpd) as fast:
+            tokens = generate(lpd, schedule, labels, seeds=seeds, callback=on_step, fast=fast, **settings)
         grid = TokenGrid(tokens.to("cpu"), (schedule.grid_h, schedule.grid_w), module.config.vocab_size,
                          labels=labels, seeds=seeds, settings=settings)
         return (grid,)

@@ -59,6 +59,15 @@ def test_generate_writes_a_grid_png(converted, tmp_path):
     assert image.std() > 5  # a picture, not a flat colour
 
 
+def test_generate_fast_path_gives_the_same_png(converted, tmp_path):
+    common = ["generate", "--model", converted, "--tokenizer", REFERENCE / "vq.pt", "--class", "2", "--steps", "8",
+              "--cfg", "2", "--temperature", "0"]
+    for fast in ("on", "off"):
+        result = run_cli(*common, "--fast", fast, "--out", tmp_path / f"{fast}.png")
+        assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "on.png")), np.asarray(Image.open(tmp_path / "off.png")))
+
+
 def test_generate_is_deterministic_by_seed(converted, tmp_path):
     outputs = []
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
