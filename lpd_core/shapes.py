@@ -169,6 +169,20 @@ def dataset_uint8(n: int, seed: int = 0, size: int = DEFAULT_SIZE) -> tuple[np.n
     return images, labels
 
 
+def shape_box(image_uint8: np.ndarray, threshold: int = 30) -> np.ndarray:
+    """(H, W) float32 mask, 1 on the bounding box of the shape in one of these images: the pixels
+    whose colour differs (summed |RGB| > threshold) from the background, the most common colour.
+    Used as the region to regenerate when editing the demo's images."""
+    colours, counts = np.unique(image_uint8.reshape(-1, 3), axis=0, return_counts=True)
+    background = colours[counts.argmax()].astype(int)
+    shape = np.abs(image_uint8.astype(int) - background).sum(-1) > threshold
+    rows, cols = np.flatnonzero(shape.any(1)), np.flatnonzero(shape.any(0))
+    mask = np.zeros(image_uint8.shape[:2], dtype=np.float32)
+    if rows.size:
+        mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = 1
+    return mask
+
+
 def dataset(n: int, seed: int = 0, size: int = DEFAULT_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """n images (n, size, size, 3) float32 in [0, 1] and their labels (n,) int64.
 

@@ -145,20 +145,21 @@ def load_tokenizer(path, device="cpu", dtype="fp32") -> VQModel:
     return model.to(device=device, dtype=resolve_dtype(dtype, device)).eval()
 
 
-def save_model(model: LPD, path) -> Path:
-    """Write an LPD model as .safetensors with everything `load_model` needs in the metadata."""
+def save_model(model: LPD, path, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Write an LPD model as .safetensors with everything `load_model` needs in the metadata
+    (plus `extra_metadata`, e.g. how it was trained)."""
     metadata = {KIND_METADATA_KEY: "lpd", CONFIG_METADATA_KEY: json.dumps(model.config.to_dict()),
                 TOKENIZER_METADATA_KEY: model.tokenizer_name}
     if model.class_names:
         metadata[CLASS_NAMES_METADATA_KEY] = json.dumps(list(model.class_names))
     if model.generation_defaults is not None:
         metadata[DEFAULTS_METADATA_KEY] = json.dumps(asdict(model.generation_defaults))
-    return _save(model, path, metadata)
+    return _save(model, path, {**metadata, **(extra_metadata or {})})
 
 
-def save_tokenizer(tokenizer: VQModel, path) -> Path:
+def save_tokenizer(tokenizer: VQModel, path, extra_metadata: dict[str, str] | None = None) -> Path:
     metadata = {KIND_METADATA_KEY: "vq", CONFIG_METADATA_KEY: json.dumps(tokenizer.config.to_dict())}
-    return _save(tokenizer, path, metadata)
+    return _save(tokenizer, path, {**metadata, **(extra_metadata or {})})
 
 
 def _save(module: torch.nn.Module, path, metadata: dict) -> Path:

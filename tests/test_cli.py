@@ -59,6 +59,19 @@ def test_generate_writes_a_grid_png(converted, tmp_path):
     assert image.std() > 5  # a picture, not a flat colour
 
 
+def test_main_command_generates_with_the_bundled_demo_offline(tmp_path):
+    out = tmp_path / "demo.png"
+    result = run_cli("generate", "--class", "3", "--out", out, env={"LPD_MODELS_DIR": str(tmp_path / "empty")})
+    assert result.returncode == 0, result.stderr
+    assert "bundled demo model" in result.stdout and "lpd_l_256" in result.stdout  # where the real ones are
+    assert "8 steps" in result.stdout and "cfg 3" in result.stdout  # the settings stored in the demo's file
+    image = np.asarray(Image.open(out))
+    assert image.shape == (32, 32, 3) and image.std() > 10
+    named = run_cli("generate", "--class", "cross", "--out", tmp_path / "named.png")
+    assert named.returncode == 0, named.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "named.png")), image)  # class 3 is the cross
+
+
 def test_generate_fast_path_gives_the_same_png(converted, tmp_path):
     common = ["generate", "--model", converted, "--tokenizer", REFERENCE / "vq.pt", "--class", "2", "--steps", "8",
               "--cfg", "2", "--temperature", "0"]
