@@ -1,0 +1,119 @@
+"""Figures for the README, drawn with the project's own code.
+
+    python -m benchmarks.make_figures            # writes docs/samples.png and docs/order_maps.png
+
+docs/samples.png: samples of the shipped demo model (`lpd_core/data/demo/`), one row per class,
+at the demo's default steps / cfg, locality order.
+docs/order_maps.png: the step at which each token is decoded, for the locality / random / raster
+orders, on the demo's 8×8 grid and on a 256×256 model's 16×16 grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from lpd_core import build_schedule, generate, load_model, load_tokenizer
+from lpd_core.imaging import order_map_image, to_pil
+from lpd_core.shapes import DEMO_DEFAULTS, DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH, SHAPE_CLASSES
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+BACKGROUND = (255, 255, 255)
+INK = (20, 20, 20)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        return ImageFont.load_default()
+
+
+@torch.no_grad()
+def samples_figure(path, per_class: int = 10, steps: int | None = None, cfg: float | None = None,
+                   seed: int = 0, scale: int = 3) -> Path:
+    steps = steps or DEMO_DEFAULTS["steps"]
+    cfg = DEMO_DEFAULTS["cfg"] if cfg is None else cfg
+    model = load_model(DEMO_MODEL_PATH)
+    vq = load_tokenizer(DEMO_TOKENIZER_PATH)
+    n = len(SHAPE_CLASSES)
+    labels = torch.arange(n).repeat_interleave(per_class)
+    schedule = build_schedule(model.config.grid_size, steps=steps, order="locality", seed=seed)
+    tokens = generate(model, schedule, labels, cfg=cfg, cfg_schedule=DEMO_DEFAULTS["cfg_schedule"], seeds=seed)
+    images = (vq.decode_images(tokens).numpy() * 255).round().astype(np.uint8)
+    size = images.shape[1] * scale
+    gap, label_width, top = 4, 150, 34
+    canvas = Image.new("RGB", (label_width + per_class * (size + gap), top + n * (size + gap)), BACKGROUND)
+    pen = ImageDraw.Draw(canvas)
+    pen.text((4, 6), f"LPD demo model: {steps} steps, cfg {cfg} ({DEMO_DEFAULTS['cfg_schedule']}), "
+                     f"locality order, seeds {seed}..", fill=INK, font=_font(16))
+    for row in range(n):
+        y = top + row * (size + gap)
+        pen.text((6, y + size // 2 - 8), SHAPE_CLASSES[row], fill=INK, font=_font(15))
+        for col in range(per_class):
+            tile = Image.fromarray(images[row * per_class + col]).resize((size, size), Image.NEAREST)
+            canvas.paste(tile, (label_width + col * (size + gap), y))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path, optimize=True)
+    return path
+
+
+def _order_panel(grid: int, steps: int, order: str, cell: int, seed: int = 0) -> Image.Image:
+    schedule = build_schedule(grid, steps=steps, order=order, seed=seed)
+    step_map = schedule.order_map()
+    panel = to_pil(order_map_image(step_map, steps, cell))  # the colours of the LPD Schedule node
+    pen = ImageDraw.Draw(panel)
+    if cell >= 16:
+        font = _font(max(9, cell // 2))
+        for r in range(grid):
+            for c in range(grid):
+                value = int(step_map[r, c])
+                ink = (0, 0, 0) if value > 0.6 * (steps - 1) else (255, 255, 255)
+                pen.text((c * cell + cell // 2, r * cell + cell // 2), str(value + 1), fill=ink, font=font,
+                         anchor="mm")
+    return panel
+
+
+def order_maps_figure(path, rows=((8, 8), (16, 20)), seed: int = 0) -> Path:
+    """One row per (grid, steps), one column per order; the number is the step (1-based)."""
+    orders = ("locality", "random", "raster")
+    panel_size, gap, left, top = 256, 16, 130, 40
+    height = top + len(rows) * (panel_size + gap + 20)
+    canvas = Image.new("RGB", (left + len(orders) * (panel_size + gap), height), BACKGROUND)
+    pen = ImageDraw.Draw(canvas)
+    for col, order in enumerate(orders):
+        pen.text((left + col * (panel_size + gap) + panel_size // 2, 14), order, fill=INK, font=_font(18),
+                 anchor="mm")
+    for row, (grid, steps) in enumerate(rows):
+        y = top + row * (panel_size + gap + 20)
+        pen.text((8, y + panel_size // 2 - 20), f"{grid}x{grid} tokens", fill=INK, font=_font(15))
+        pen.text((8, y + panel_size // 2), f"{steps} steps", fill=INK, font=_font(15))
+        sizes = build_schedule(grid, steps=steps, order="raster").group_sizes
+        pen.text((left, y + panel_size + 3), "group sizes: " + ",".join(map(str, sizes)), fill=INK, font=_font(12))
+        for col, order in enumerate(orders):
+            panel = _order_panel(grid, steps, order, panel_size // grid, seed)
+            canvas.paste(panel, (left + col * (panel_size + gap), y))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path, optimize=True)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(DOCS), help="folder for the PNGs (default: docs/)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    print(samples_figure(out / "samples.png", seed=args.seed))
+    print(order_maps_figure(out / "order_maps.png", seed=args.seed))
+
+
+if __name__ == "__main__":
+    main()
