@@ -12,11 +12,16 @@ with the VQ decode (tokens → pixels on the host), and how close the loop comes
 weight-reading floor: steps × weight bytes / the device's memory bandwidth, measured here with a
 large copy. Random weights do the same arithmetic as the published ones; only the pictures are
 meaningless. Cfg is on (4.8, linear), so every step runs the batch twice.
+
+`--check` also prints, per model and resolution, how far the variants' teacher-forced logits are
+from fp32 (relative L2 error) and what share of greedy tokens each fast variant shares with its
+eager twin (1.0 in fp32 on CPU; in half precision padding changes rounding, so a few may differ).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 import platform
@@ -71,6 +76,28 @@ def timed(function, device: torch.device, repeats: int, warmup: int) -> float:
     return statistics.median(times)
 
 
+@torch.no_grad()
+def accuracy_check(model: LPD, variants: list[str], device: torch.device) -> None:
+    """Teacher-forced logits of each dtype against fp32 (`model` is fp32), and greedy fast-vs-eager
+    token agreement."""
+    config = model.config
+    schedule = build_schedule(config.grid_size, steps=20 if config.num_tokens == 256 else 48, order="locality", seed=0)
+    generator = torch.Generator().manual_seed(1)
+    tokens = torch.randint(config.vocab_size, (2, config.num_tokens), generator=generator).to(device)
+    labels = torch.tensor([1, 2], device=device)
+    orders = torch.from_numpy(schedule.order).to(device).expand(2, -1)
+    reference = model.teacher_forced(tokens, labels, orders, schedule.group_sizes).float()
+    for dtype_name in sorted({v.split("-")[1] for v in variants}):
+        low = copy.deepcopy(model).to(resolve_dtype(dtype_name))
+        logits = low.teacher_forced(tokens, labels, orders, schedule.group_sizes).float()
+        relative = ((logits - reference).norm() / reference.norm()).item()
+        eager = generate(low, schedule, labels, cfg=4.8, temperature=0)
+        fast = generate(low, schedule, labels, cfg=4.8, temperature=0, fast=True)
+        del low
+        print(f"  check {dtype_name}: teacher-forced logits vs fp32, relative error {relative:.2e}; "
+              f"greedy tokens fast = eager: {(fast == eager).float().mean().item():.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cuda = torch.cuda.is_available()
@@ -86,6 +113,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5 if cuda else 1)
     parser.add_argument("--warmup", type=int, default=2 if cuda else 1)
     parser.add_argument("--no-vq", action="store_true", help="skip the VQ decode timing")
+    parser.add_argument("--check", action="store_true", help="also print accuracy figures (see above)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
 
@@ -105,6 +133,8 @@ def main() -> None:
             base = LPD(config).init_weights().eval()
             vq_base = None if args.no_vq else VQModel(VQConfig()).eval()
         weight_count = sum(p.numel() for p in base.parameters())
+        if args.check:
+            accuracy_check(base, args.variants.split(","), device)
         for variant in args.variants.split(","):
             mode, dtype_name = variant.split("-")
             dtype = resolve_dtype(dtype_name)
