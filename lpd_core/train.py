@@ -1,12 +1,14 @@
 """Training: the VQ tokenizer and the LPD model of the demo, on the procedural shapes data set.
 
     python -m lpd_core.train vq  --out vq_shapes.safetensors --seed 0
-    python -m lpd_core.train lpd --tokenizer vq_shapes.safetensors --out lpd_shapes.safetensors --seed 0
+    python -m lpd_core.train lpd --tokenizer vq_shapes.safetensors --out lpd_shapes.safetensors --seed 0 --bf16
 
-Both commands print progress, use CUDA when it is there, and give the same weights for the same
-seed on the same device (CPU runs use `--threads` threads; 2 by default). They write
-.safetensors files with the config in the metadata, as `lpd_core.weights.convert` does, so
-`load_tokenizer(path)` / `load_model(path)` need no other argument.
+These two commands made the shipped demo files (lpd_core/data/demo/, see MODEL_CARD.md there).
+Both print progress, use CUDA when it is there, and give the same weights for the same seed on
+the same device (CPU runs use `--threads` threads; 2 by default). They write .safetensors files
+with the config in the metadata, as `lpd_core.weights.convert` does, so `load_tokenizer(path)` /
+`load_model(path)` need no other argument; the LPD file also stores the class names, the demo's
+sampling settings and the tokenizer to pair it with (`--tokenizer-name`, default "demo").
 
 VQ tokenizer (`train_vq`): the LlamaGen layout of `lpd_core.vq.VQModel` at a small size. Losses:
 L1 + L2 reconstruction, an L1 loss on image gradients (sharper edges, no perceptual network),
