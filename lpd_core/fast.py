@@ -47,8 +47,8 @@ class _Graph:
         def run():
             return model.step(self.content, self.positions, cache, self.slots, self.visible_end)
 
-        # Warm-up and capture write into the cache; that is harmless because capture happens
-        # before a generation starts, and every slot a step reads was written earlier in that step.
+        # Warm-up and capture write into the cache. That is harmless: capture happens before a
+        # generation starts, and a step reads only slots written earlier in its own generation.
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
