@@ -105,6 +105,17 @@ def editing_part(model, vq, judge, args, kinds) -> list[dict]:
     return cells
 
 
+def print_table(caption: str, corner: str, rows, kinds) -> None:
+    """A markdown table, one row per (label, {order: cell text}), one column per order."""
+    print(caption)
+    print()
+    print(f"| {corner} | " + " | ".join(kinds) + " |")
+    print("|---|" + "---|" * len(kinds))
+    for label, cells in rows:
+        print(f"| {label} | " + " | ".join(cells[k] for k in kinds) + " |")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="orders,editing", help="orders, editing or both")
@@ -155,28 +166,18 @@ def main() -> None:
 
     print()
     if "orders" in parts:
-        print(f"Demo model, {args.samples} samples per cell, cfg {args.cfg} ({args.cfg_schedule}); "
-              f"class accuracy ↑ / FD ↓")
-        print()
-        print("| steps | " + " | ".join(kinds) + " |")
-        print("|---:|" + "---|" * len(kinds))
-        for steps in [int(s) for s in args.steps.split(",")]:
-            row = {c["order"]: c for c in results["cells"] if c["steps"] == steps}
-            print(f"| {steps} | " + " | ".join(f"{row[k]['accuracy']:.3f} / {row[k]['fd']:.2f}" for k in kinds) + " |")
-        print()
+        rows = [(steps, {c["order"]: f"{c['accuracy']:.3f} / {c['fd']:.2f}" for c in results["cells"]
+                         if c["steps"] == steps}) for steps in dict.fromkeys(c["steps"] for c in results["cells"])]
+        print_table(f"Demo model, {args.samples} samples per cell, cfg {args.cfg} ({args.cfg_schedule}); "
+                    f"class accuracy ↑ / FD ↓", "steps", rows, kinds)
         print(f"reference: real images {judge_accuracy:.3f} / {results['fd_real_floor']:.2f}, "
               f"VQ reconstructions {recon_accuracy:.3f} / {results['fd_vq_recon']:.2f}")
         print()
     if "editing" in parts:
-        print(f"Editing, {args.edits} images per cell, {DEMO_DEFAULTS['steps']} steps, cfg {args.cfg}; accuracy for "
-              f"the requested class (mask: the shape's bounding box)")
-        print()
-        print("| edit | " + " | ".join(kinds) + " |")
-        print("|---|" + "---|" * len(kinds))
-        for task in ("inpaint", "class-swap"):
-            row = {c["order"]: c for c in results["editing"] if c["task"] == task}
-            print(f"| {task} | " + " | ".join(f"{row[k]['accuracy']:.3f}" for k in kinds) + " |")
-        print()
+        rows = [(task, {c["order"]: f"{c['accuracy']:.3f}" for c in results["editing"] if c["task"] == task})
+                for task in ("inpaint", "class-swap")]
+        print_table(f"Editing, {args.edits} images per cell, {DEMO_DEFAULTS['steps']} steps, cfg {args.cfg}; "
+                    f"accuracy for the requested class (mask: the shape's bounding box)", "edit", rows, kinds)
     print(f"total {time.perf_counter() - started:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
