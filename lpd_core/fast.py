@@ -101,7 +101,6 @@ class StaticDecoder:
                 self.use_graphs = False
                 _capture_failed.add(self.cache.keys.device)
                 self.graphs.clear()
-                torch.cuda.synchronize(self.cache.keys.device)
                 return
 
     def run(self, content, positions, slots, visible_end, query_rows: slice, span: int) -> torch.Tensor:

@@ -117,3 +117,24 @@ def test_interrupt_releases_the_fast_state(reference_model, schedule):
     with pytest.raises(Stop):
         generate(reference_model, schedule, [1], cfg=2.0, fast=True, callback=stop)
     assert getattr(reference_model, "_lpd_fast_state", None) is None
+
+
+def test_failed_capture_falls_back_with_one_log_line(reference_model, schedule, caplog):
+    """A capture that fails (here for real: this process has no CUDA) leaves the same padded steps
+    running without graphs, says so once, and is not tried again on that device."""
+    from lpd_core import fast
+    expected = generate(reference_model, schedule, [2], cfg=2.0, temperature=0)
+    decoder = static_decoder(reference_model, 2)
+    decoder.use_graphs = True  # as on a GPU
+    try:
+        with caplog.at_level("WARNING", logger="lpd_core"):
+            tokens = generate(reference_model, schedule, [2], cfg=2.0, temperature=0, fast=True)
+            release_fast_state(reference_model)
+            again = generate(reference_model, schedule, [2], cfg=2.0, temperature=0, fast=True)
+        failures = [r for r in caplog.records if "CUDA graph capture failed" in r.getMessage()]
+        assert len(failures) == 1 and "decoding without graphs" in failures[0].getMessage()
+        assert torch.equal(tokens, expected) and torch.equal(again, expected)
+        assert static_decoder(reference_model, 2).use_graphs is False  # not tried again on this device
+    finally:
+        release_fast_state(reference_model)
+        fast._capture_failed.clear()
