@@ -131,7 +131,8 @@ def _device(device: str) -> str:
 
 
 def _fast(choice: str, device: str) -> bool:
-    return choice == "on" or (choice == "auto" and device.startswith("cuda"))
+    from .fast import on_by_default
+    return choice == "on" or (choice == "auto" and on_by_default(device))
 
 
 def run_generate(args) -> None:

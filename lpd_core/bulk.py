@@ -368,6 +368,7 @@ def sample_many(
     on rank 0, None on the other ranks.
     """
     from .checkpoints import generation_defaults, load_pair, resolve_classes
+    from .fast import on_by_default
     from .schedule import build_schedule
     from .weights import dtype_name
 
@@ -378,7 +379,7 @@ def sample_many(
     out = Path(out)
     processes, device = start_processes(device)
     if fast is None:
-        fast = device.startswith("cuda")
+        fast = on_by_default(device)
     bar = None
     try:
         with _sigterm_as_interrupt():

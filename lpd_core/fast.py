@@ -29,6 +29,11 @@ _STATE_ATTRIBUTE = "_lpd_fast_state"
 _capture_failed: set[torch.device] = set()  # devices where capture failed once: not tried again
 
 
+def on_by_default(device) -> bool:
+    """Where "auto" takes the fast path: CUDA, the only place it has graphs to replay."""
+    return torch.device(device).type == "cuda"
+
+
 def _fingerprint(model: LPD, rows: int) -> tuple:
     """Everything a captured graph depends on: a graph reads weights at fixed addresses."""
     return rows, model.pos_embed.device, model.pos_embed.dtype, tuple(p.data_ptr() for p in model.parameters())

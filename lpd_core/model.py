@@ -296,7 +296,7 @@ class LPD(nn.Module):
         every shape is fixed by L and the step can be captured and replayed); a span that covers
         every visible slot gives the same result for less work.
         """
-        x = self.z_proj_ln(content + positions)
+        x = self.real_tokens(content, positions)  # queries too: mask_token is their content
         span = cache.slots if span is None else span
         mask = cache.slot_index[None, :span] < visible_end[:, None]
         for layer, block in enumerate(self.blocks):

@@ -66,7 +66,8 @@ def resolve_dtype(dtype, device="cpu", width: int | None = None) -> torch.dtype:
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    """The short name of a dtype (fp32, bf16, fp16): its first entry in DTYPES."""
+    return next(name for name, value in DTYPES.items() if value == dtype)
 
 
 def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict]:

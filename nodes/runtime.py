@@ -178,9 +178,9 @@ def fast_decoding(module):
     """Yields whether to take generate's fast path (CUDA graphs) for this LPD module: on a GPU.
     Its graphs and KV cache are freed on leaving, since ComfyUI's memory management does not see
     them; capturing again on the next run costs a few milliseconds."""
-    from lpd_core.fast import release_fast_state
+    from lpd_core.fast import on_by_default, release_fast_state
     try:
-        yield module.pos_embed.device.type == "cuda"
+        yield on_by_default(module.pos_embed.device)
     finally:
         release_fast_state(module)
 
