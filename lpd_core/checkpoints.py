@@ -13,7 +13,7 @@ from typing import Callable
 
 from . import classes, hub
 from .model import LPD, PRESETS
-from .sampling import GenerationDefaults
+from .settings import GenerationSettings
 from .schedule import group_sizes_for
 from .vq import VQModel
 from .weights import load_model, load_tokenizer
@@ -67,7 +67,7 @@ def published_entry(model: LPD) -> hub.LPDCheckpoint | None:
     return None
 
 
-def generation_defaults(model: LPD, steps: int | None = None) -> GenerationDefaults:
+def generation_defaults(model: LPD, steps: int | None = None) -> GenerationSettings:
     """Settings the model was evaluated with: stored in the file (the demo model), the published
     evaluation settings (published architectures), or plain ones (20 steps or fewer, cfg 4)."""
     stored = model.generation_defaults
@@ -76,11 +76,11 @@ def generation_defaults(model: LPD, steps: int | None = None) -> GenerationDefau
     entry = published_entry(model)
     if entry is not None:
         steps = entry.default_steps if steps is None else steps
-        return GenerationDefaults(steps, hub.default_cfg(entry, steps), entry.cfg_schedule, entry.temperature,
+        return GenerationSettings(steps, hub.default_cfg(entry, steps), entry.cfg_schedule, entry.temperature,
                                   entry.top_k, entry.top_p, entry.repulsion)
     steps = min(20, model.config.num_tokens) if steps is None else steps
     group_sizes_for(model.config.num_tokens, steps)  # validates the range
-    return GenerationDefaults(steps, 4.0)
+    return GenerationSettings(steps, 4.0)
 
 
 def class_names_for(model: LPD) -> list[str] | None:

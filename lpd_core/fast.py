@@ -118,6 +118,21 @@ class StaticDecoder:
         return graph(content, positions, slots, visible_end)[:, query_rows].clone()
 
 
+def decoder_memory_bytes(config, rows: int, dtype: torch.dtype, max_step_rows: int) -> int:
+    """Device memory the fast path keeps for `rows` rows (batch, ×2 with guidance) while the model
+    stays loaded: the KV cache, plus the step's activations and logits that the graph pool holds,
+    for steps of up to `max_step_rows` rows. What a memory manager should reserve beside the weights."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    slots = 1 + config.num_tokens + ROW_MULTIPLE - 1
+    cache = 2 * config.depth * rows * slots * config.embed_dim * itemsize
+    length = StaticDecoder.padded_length(max_step_rows)
+    hidden = int(config.embed_dim * config.mlp_ratio)
+    # one layer's widest tensors live at a time (qkv, MLP hidden, attention weights), plus the logits
+    activations = rows * length * (3 * config.embed_dim + hidden + config.num_heads * slots) * itemsize
+    logits = rows * length * config.vocab_size * (itemsize + 4)
+    return cache + 2 * activations + logits
+
+
 def static_decoder(model: LPD, rows: int) -> StaticDecoder:
     """The model's fast-path state for `rows` rows, made (or remade) when needed."""
     state = getattr(model, _STATE_ATTRIBUTE, None)

@@ -226,7 +226,7 @@ class LPD(nn.Module):
         self.head = nn.Linear(dim, config.vocab_size, bias=False)
         # What a checkpoint says about itself; weights.load_model fills these from file metadata.
         self.class_names: list[str] | None = None  # None: ImageNet's, for 1000-class models
-        self.generation_defaults = None  # sampling.GenerationDefaults, or None: published/plain ones
+        self.generation_defaults = None  # settings.GenerationSettings, or None: published/plain ones
         self.tokenizer_name = "vq_ds16_c2i"  # the tokenizer to load with it
 
     def init_weights(self, generator: torch.Generator | None = None):

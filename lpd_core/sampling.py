@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-CFG_SCHEDULES = ("linear", "constant")
-
-
-@dataclass(frozen=True)
-class GenerationDefaults:
-    """The settings a model generates well with (stored with the model or published for it)."""
-    steps: int
-    cfg: float
-    cfg_schedule: str = "linear"
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    repulsion: int | None = None  # locality order; None: the grid's default
+from .settings import CFG_SCHEDULES
 
 
 def guidance_scales(cfg: float, schedule: str, decoded_before: int, group_size: int, num_tokens: int,

@@ -44,7 +44,7 @@ from . import shapes
 from .model import LPD, LPDConfig
 from .schedule import group_sizes_for
 from .vq import VQConfig, VQModel, images_to_pixels
-from .sampling import GenerationDefaults
+from .settings import GenerationSettings
 from .weights import save_model, save_tokenizer
 
 TRAINING_METADATA_KEY = "lpd_training"  # JSON of the training arguments (informational)
@@ -267,7 +267,7 @@ def with_demo_metadata(model: LPD, tokenizer_name: str = "demo") -> LPD:
     """What the shipped demo file says about itself: the shape class names, the sampling settings
     it generates well with (`shapes.DEMO_DEFAULTS`), and the tokenizer `load_pair` loads with it."""
     model.class_names = list(shapes.SHAPE_CLASSES)
-    model.generation_defaults = GenerationDefaults(steps=shapes.DEMO_DEFAULTS["steps"], cfg=shapes.DEMO_DEFAULTS["cfg"],
+    model.generation_defaults = GenerationSettings(steps=shapes.DEMO_DEFAULTS["steps"], cfg=shapes.DEMO_DEFAULTS["cfg"],
                                                    cfg_schedule=shapes.DEMO_DEFAULTS["cfg_schedule"])
     model.tokenizer_name = tokenizer_name
     return model

@@ -18,14 +18,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .model import LPD, LPDConfig
-from .sampling import GenerationDefaults
+from .settings import GenerationSettings
 from .vq import VQConfig, VQModel
 
 # Metadata keys of our .safetensors files (all values are strings, JSON where structured).
 CONFIG_METADATA_KEY = "lpd_config"  # the model config
 KIND_METADATA_KEY = "lpd_kind"  # "lpd" or "vq"
 CLASS_NAMES_METADATA_KEY = "lpd_class_names"  # JSON list, for models not trained on ImageNet
-DEFAULTS_METADATA_KEY = "lpd_generation_defaults"  # JSON of GenerationDefaults
+DEFAULTS_METADATA_KEY = "lpd_generation_defaults"  # JSON of GenerationSettings
 TOKENIZER_METADATA_KEY = "lpd_tokenizer"  # what find_checkpoint should load with this model
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
@@ -126,7 +126,7 @@ def load_model(path, device="cpu", dtype="fp32", num_heads: int | None = None) -
     if CLASS_NAMES_METADATA_KEY in metadata:
         model.class_names = json.loads(metadata[CLASS_NAMES_METADATA_KEY])
     if DEFAULTS_METADATA_KEY in metadata:
-        model.generation_defaults = GenerationDefaults(**json.loads(metadata[DEFAULTS_METADATA_KEY]))
+        model.generation_defaults = GenerationSettings(**json.loads(metadata[DEFAULTS_METADATA_KEY]))
     model.tokenizer_name = metadata.get(TOKENIZER_METADATA_KEY, model.tokenizer_name)
     return model.to(device=device, dtype=resolve_dtype(dtype, device, config.embed_dim)).eval()
 
