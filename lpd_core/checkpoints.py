@@ -19,6 +19,9 @@ from .vq import VQModel
 from .weights import load_model, load_tokenizer
 
 DEMO = "demo"  # the bundled model trained on procedural shapes: works offline
+DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
+DEMO_MODEL_PATH = DEMO_DIR / "lpd_shapes.safetensors"
+DEMO_TOKENIZER_PATH = DEMO_DIR / "vq_shapes.safetensors"
 MODEL_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 
@@ -34,7 +37,6 @@ def find_checkpoint(spec: str | os.PathLike, folder=None, progress: Callable | N
     """A checkpoint file for `spec`: an existing file; a folder holding exactly one checkpoint;
     "demo" (the bundled model, or its tokenizer); or a registry name (found in `folder`, or
     downloaded there with `progress`)."""
-    from .shapes import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH
 
     path = Path(spec)
     if path.is_file():

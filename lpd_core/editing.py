@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import SettingError
 from .generate import DecodeStep, generate
 from .locality import default_repulsion, locality_order
 from .model import LPD
@@ -196,3 +197,17 @@ def _composite_alpha(regenerate: torch.Tensor, stride: int, feather: int) -> tor
         blurred = F.avg_pool2d(grown, 2 * width + 1, stride=1, padding=width, count_include_pad=False)[0, 0]
         alpha = torch.maximum(alpha, blurred)
     return alpha
+
+
+def check_mask(image, mask) -> None:
+    """The mask is fitted to the model like the image, so both must have the same shape of frame."""
+    if mask.ndim not in (2, 3):
+        raise SettingError(f"the mask must be (height, width) or (batch, height, width), got shape {tuple(mask.shape)}")
+    image_h, image_w = image.shape[1:3]
+    mask_h, mask_w = mask.shape[-2:]
+    if (mask_h, mask_w) == (image_h, image_w) or float(mask.max()) < 0.5:
+        return
+    if abs(mask_w / mask_h - image_w / image_h) > 0.01 * image_w / image_h:
+        raise SettingError(f"the mask is {mask_w}×{mask_h} px but the image {image_w}×{image_h} px: their aspect "
+                         f"ratios differ, so the mask would not line up with the image; use a mask made for "
+                         f"this image (e.g. from the same Load Image node, or resized with it)")

@@ -30,9 +30,7 @@ SHAPE_CLASSES = (
 NUM_CLASSES = len(SHAPE_CLASSES)
 DEFAULT_SIZE = 32
 
-DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
-DEMO_MODEL_PATH = DEMO_DIR / "lpd_shapes.safetensors"
-DEMO_TOKENIZER_PATH = DEMO_DIR / "vq_shapes.safetensors"
+from .checkpoints import DEMO_DIR, DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH  # noqa: E402,F401
 # Sampling settings recommended for the demo model (chosen from benchmarks/bench_demo_orders.py).
 DEMO_DEFAULTS = {"steps": 8, "cfg": 3.0, "cfg_schedule": "linear", "order": "locality"}
 

@@ -96,13 +96,13 @@ class LPDEditSampler:
              cfg_schedule="default", temperature=-1.0, top_k=-1, top_p=-1.0, grow=0, feather=0,
              composite=True):
         from lpd_core.checkpoints import generation_defaults
-        from lpd_core.editing import edit
+        from lpd_core.editing import check_mask, edit
         from lpd_core.preview import LivePreview
         from lpd_core.weights import check_pair
 
         module, vq_module = model.module, tokenizer.module
         check_pair(module, vq_module)
-        _check_mask(image, mask)
+        check_mask(image, mask)
         num_classes = module.config.num_classes
         if not 0 <= class_index < num_classes:  # checked here too: an empty mask never reaches the model
             raise ValueError(f"class index {class_index} is out of range: this model has {num_classes} classes, "
@@ -146,20 +146,6 @@ class LPDEditSampler:
                                      "regenerated": regenerated})
         images = result.images.float().to(runtime.intermediate_device())
         return {"ui": {"text": [text]}, "result": (images, tokens)}
-
-
-def _check_mask(image, mask) -> None:
-    """The mask is fitted to the model like the image, so both must have the same shape of frame."""
-    if mask.ndim not in (2, 3):
-        raise ValueError(f"the mask must be (height, width) or (batch, height, width), got shape {tuple(mask.shape)}")
-    image_h, image_w = image.shape[1:3]
-    mask_h, mask_w = mask.shape[-2:]
-    if (mask_h, mask_w) == (image_h, image_w) or float(mask.max()) < 0.5:
-        return
-    if abs(mask_w / mask_h - image_w / image_h) > 0.01 * image_w / image_h:
-        raise ValueError(f"the mask is {mask_w}×{mask_h} px but the image {image_w}×{image_h} px: their aspect "
-                         f"ratios differ, so the mask would not line up with the image; use a mask made for "
-                         f"this image (e.g. from the same Load Image node, or resized with it)")
 
 
 class LPDPadForOutpaint:

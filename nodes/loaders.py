@@ -20,7 +20,7 @@ def published(kind: str) -> dict:
 
 def demo_path(kind: str) -> Path:
     """The bundled demo's model or tokenizer file; it may be absent in a checkout."""
-    from lpd_core.shapes import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH
+    from lpd_core.checkpoints import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH
     return DEMO_MODEL_PATH if kind == "lpd" else DEMO_TOKENIZER_PATH
 
 
