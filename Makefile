@@ -1,11 +1,22 @@
 PYTHON ?= python3
+# Where torch comes from when none is installed: the CPU build by default (PyPI's Linux wheel is the
+# multi-GB CUDA one). For a GPU, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cu128.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: test install
+.PHONY: install-runtime demo
 
 # Installs torch only when none is importable, so an existing (CUDA) build is kept.
-install:
-	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q torch==2.13.0
-	$(PYTHON) -m pip install -q -r requirements.txt -r requirements-dev.txt
+install-runtime:
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q torch==2.13.0 --extra-index-url $(TORCH_INDEX)
+	$(PYTHON) -m pip install -q -r requirements.txt
+
+install: install-runtime
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+
+# The main job: one image of class 3 with the bundled demo model, offline, written to demo.png.
+demo: install-runtime
+	$(PYTHON) -m lpd_core generate --class 3 --out demo.png
 
 test: install
 	$(PYTHON) -m pytest -q tests

@@ -5,9 +5,11 @@ zero-shot editing draw the class it is asked for?
     python -m benchmarks.bench_demo                                   # both tables (≥ 500 samples a cell)
     python -m benchmarks.bench_demo --parts orders --samples 100 --steps 8,64   # a quick look
 
-A judge CNN (`lpd_core.train.ShapeClassifier`) is trained on real procedural images (its own
-seed). Its accuracy on held-out real images and on their VQ reconstructions is printed first:
-the second is the ceiling a generator can reach through this tokenizer.
+A judge CNN (`training.judge.ShapeClassifier`) is trained on real procedural images (its own
+seed), or loaded with `--judge` (tests/fixtures/shape_judge.safetensors is the one this trains
+by default, written by `python -m training judge`). Its accuracy on held-out real images and on
+their VQ reconstructions is printed first: the second is the ceiling a generator can reach
+through this tokenizer.
 
 Orders: for every cell (order × step count) the demo model generates the same samples (class
 b % 10 and seed b for sample b; sample b of the locality and random orders uses order seed b);
@@ -19,7 +21,9 @@ give the FD of as many other real images (the noise floor) and of VQ reconstruct
 Editing: real images of every class; the mask is the bounding box of the shape (the pixels that
 differ from the background colour). Inpaint regenerates the box under the image's own class,
 class-swap under the next class (c + 1 mod 10). The judge's accuracy for the requested class is
-reported per order, with the default steps, cfg and compositing of `lpd_core.editing.edit`.
+reported per order, with the demo's steps and the default compositing of `lpd_core.editing.edit`.
+
+Steps of the editing part, and cfg unless given, are the demo file's own sampling settings.
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ import numpy as np
 import torch
 
 from lpd_core import build_schedule, generate, load_model, load_tokenizer
+from lpd_core.checkpoints import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH
 from lpd_core.editing import edit
 from lpd_core.schedule import group_sizes_for
-from lpd_core.shapes import (DEMO_DEFAULTS, DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH, NUM_CLASSES, dataset_uint8,
-                             shape_box)
-from lpd_core.train import classify, encode_images, frechet_distance, train_classifier
+from training.judge import classify, frechet_distance, load_judge, train_classifier
+from training.shapes import NUM_CLASSES, dataset_uint8, shape_box
+from training.vq import encode_images
 
 REAL_SEED = 424242  # held-out real images: not the judge's, the tokenizer's or the model's data
 EDIT_SEED = 515151  # the images to edit
@@ -94,7 +99,7 @@ def editing_part(model, vq, judge, args, kinds) -> list[dict]:
         for kind in kinds:
             edited = []
             for i in range(args.edits):
-                result = edit(model, vq, images[i:i + 1], masks[i], int(targets[i]), steps=DEMO_DEFAULTS["steps"],
+                result = edit(model, vq, images[i:i + 1], masks[i], int(targets[i]), steps=args.edit_steps,
                               order=kind, seed=i, cfg=args.cfg, cfg_schedule=args.cfg_schedule)
                 edited.append(result.images)
             predicted, _ = classify(judge, torch.cat(edited))
@@ -123,9 +128,10 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=500, help="edited images per editing cell")
     parser.add_argument("--steps", default="4,8,16,64", help="step counts; 64 = one token per step")
     parser.add_argument("--orders", default="locality,random,raster")
-    parser.add_argument("--cfg", type=float, default=DEMO_DEFAULTS["cfg"])
-    parser.add_argument("--cfg-schedule", default=DEMO_DEFAULTS["cfg_schedule"])
+    parser.add_argument("--cfg", type=float, default=None, help="default: the demo file's")
+    parser.add_argument("--cfg-schedule", default=None, help="default: the demo file's")
     parser.add_argument("--real", type=int, default=2000, help="held-out real images for the FD reference")
+    parser.add_argument("--judge", default=None, help="load this judge file instead of training one")
     parser.add_argument("--judge-images", type=int, default=20000, help="training images of the judge")
     parser.add_argument("--judge-epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -136,10 +142,17 @@ def main() -> None:
     parts, kinds = args.parts.split(","), args.orders.split(",")
 
     model, vq = load_model(DEMO_MODEL_PATH), load_tokenizer(DEMO_TOKENIZER_PATH)
+    settings = model.generation_defaults
+    args.cfg = settings.cfg if args.cfg is None else args.cfg
+    args.cfg_schedule = args.cfg_schedule or settings.cfg_schedule
+    args.edit_steps = settings.steps
     print(f"demo model {DEMO_MODEL_PATH.name}: {model.config}")
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    judge = train_classifier(num_images=args.judge_images, epochs=args.judge_epochs, device="cpu",
-                             log=lambda line: print("  " + line))
+    if args.judge:
+        judge = load_judge(args.judge)
+    else:
+        judge = train_classifier(num_images=args.judge_images, epochs=args.judge_epochs, device="cpu",
+                                 log=lambda line: print("  " + line))
 
     real_uint8, real_labels = dataset_uint8(args.real + args.samples, seed=REAL_SEED)
     real = torch.from_numpy(real_uint8).float() / 255.0
@@ -176,7 +189,7 @@ def main() -> None:
     if "editing" in parts:
         rows = [(task, {c["order"]: f"{c['accuracy']:.3f}" for c in results["editing"] if c["task"] == task})
                 for task in ("inpaint", "class-swap")]
-        print_table(f"Editing, {args.edits} images per cell, {DEMO_DEFAULTS['steps']} steps, cfg {args.cfg}; "
+        print_table(f"Editing, {args.edits} images per cell, {args.edit_steps} steps, cfg {args.cfg}; "
                     f"accuracy for the requested class (mask: the shape's bounding box)", "edit", rows, kinds)
     print(f"total {time.perf_counter() - started:.0f} s")
     if args.json:

@@ -18,8 +18,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from lpd_core import build_schedule, generate, load_model, load_tokenizer
+from lpd_core.checkpoints import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH
 from lpd_core.imaging import order_map_image, to_pil
-from lpd_core.shapes import DEMO_DEFAULTS, DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH, SHAPE_CLASSES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BACKGROUND = (255, 255, 255)
@@ -36,24 +36,25 @@ def _font(size: int):
 @torch.no_grad()
 def samples_figure(path, per_class: int = 10, steps: int | None = None, cfg: float | None = None,
                    seed: int = 0, scale: int = 3) -> Path:
-    steps = steps or DEMO_DEFAULTS["steps"]
-    cfg = DEMO_DEFAULTS["cfg"] if cfg is None else cfg
     model = load_model(DEMO_MODEL_PATH)
     vq = load_tokenizer(DEMO_TOKENIZER_PATH)
-    n = len(SHAPE_CLASSES)
+    settings = model.generation_defaults  # the demo file's own
+    steps = steps or settings.steps
+    cfg = settings.cfg if cfg is None else cfg
+    n = len(model.class_names)
     labels = torch.arange(n).repeat_interleave(per_class)
     schedule = build_schedule(model.config.grid_size, steps=steps, order="locality", seed=seed)
-    tokens = generate(model, schedule, labels, cfg=cfg, cfg_schedule=DEMO_DEFAULTS["cfg_schedule"], seeds=seed)
+    tokens = generate(model, schedule, labels, cfg=cfg, cfg_schedule=settings.cfg_schedule, seeds=seed)
     images = (vq.decode_images(tokens).numpy() * 255).round().astype(np.uint8)
     size = images.shape[1] * scale
     gap, label_width, top = 4, 150, 34
     canvas = Image.new("RGB", (label_width + per_class * (size + gap), top + n * (size + gap)), BACKGROUND)
     pen = ImageDraw.Draw(canvas)
-    pen.text((4, 6), f"LPD demo model: {steps} steps, cfg {cfg} ({DEMO_DEFAULTS['cfg_schedule']}), "
+    pen.text((4, 6), f"LPD demo model: {steps} steps, cfg {cfg} ({settings.cfg_schedule}), "
                      f"locality order, seeds {seed}..", fill=INK, font=_font(16))
     for row in range(n):
         y = top + row * (size + gap)
-        pen.text((6, y + size // 2 - 8), SHAPE_CLASSES[row], fill=INK, font=_font(15))
+        pen.text((6, y + size // 2 - 8), model.class_names[row], fill=INK, font=_font(15))
         for col in range(per_class):
             tile = Image.fromarray(images[row * per_class + col]).resize((size, size), Image.NEAREST)
             canvas.paste(tile, (label_width + col * (size + gap), y))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from lpd_core import shapes
-from lpd_core.shapes import SHAPE_CLASSES, dataset, draw
+from training import shapes
+from training.shapes import SHAPE_CLASSES, dataset, draw
 
 
 def test_classes_are_named_and_many():
@@ -63,8 +63,3 @@ def test_images_of_one_class_vary():
         flat = members.reshape(len(members), -1)
         assert len(np.unique(flat, axis=0)) == len(members)
 
-
-def test_demo_paths_point_into_the_package():
-    for path in (shapes.DEMO_MODEL_PATH, shapes.DEMO_TOKENIZER_PATH):
-        assert path.parent.name == "demo" and path.parent.parent.name == "data"
-        assert path.suffix == ".safetensors"

@@ -3,7 +3,7 @@
 Everything here is drawn by our own code from a seed (numpy's PCG64 through `default_rng`, and
 PIL's rasteriser), so the data set is the same on every machine and needs no download::
 
-    from lpd_core.shapes import SHAPE_CLASSES, draw, dataset
+    from training.shapes import SHAPE_CLASSES, draw, dataset
     image = draw(SHAPE_CLASSES.index("star"), seed=3)     # (32, 32, 3) float32 in [0, 1]
     images, labels = dataset(1000, seed=0)                # (1000, 32, 32, 3), (1000,)
 
@@ -11,14 +11,14 @@ Each image is one shape (or a patterned square) in a bright colour on a dark bac
 random position, size, colour and background. Shapes are drawn at 4× and box-filtered down, so
 edges are anti-aliased.
 
-The demo model shipped in `lpd_core/data/demo/` was trained on this data set
-(see MODEL_CARD.md there and `lpd_core/train.py`).
+The demo model shipped in `lpd_core/data/demo/` was trained on this data set (see MODEL_CARD.md
+there and `python -m training --help`). Its class names are stored in the model file, so
+inference (`lpd_core`) never needs this module.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -29,10 +29,6 @@ SHAPE_CLASSES = (
 )
 NUM_CLASSES = len(SHAPE_CLASSES)
 DEFAULT_SIZE = 32
-
-from .checkpoints import DEMO_DIR, DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH  # noqa: E402,F401
-# Sampling settings recommended for the demo model (chosen from benchmarks/bench_demo_orders.py).
-DEMO_DEFAULTS = {"steps": 8, "cfg": 3.0, "cfg_schedule": "linear", "order": "locality"}
 
 # Bright foregrounds and dark backgrounds, so every shape stands out from its background.
 FOREGROUNDS = np.array([

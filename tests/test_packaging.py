@@ -1,0 +1,146 @@
+"""What gets installed: `lpd_core` is inference only (it imports nothing from training/), and
+`pip install .` / `pip install -e .` give a working library and `lpd` command outside the checkout.
+
+The install tests build into a fresh virtual environment that sees this interpreter's packages
+(`--system-site-packages`, so torch is not installed again) with `--no-deps --no-build-isolation
+--no-index`: no network is needed. They work on a copy of the checkout, so no build/ or
+*.egg-info folder lands in it."""
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARY = ROOT / "lpd_core"
+DEMO_FILES = ("data/demo/lpd_shapes.safetensors", "data/demo/vq_shapes.safetensors", "data/demo/MODEL_CARD.md",
+              "data/group_sizes.json", "data/imagenet_classes.json")
+
+
+def _imports_training(node) -> bool:
+    if isinstance(node, ast.Import):
+        return any(alias.name == "training" or alias.name.startswith("training.") for alias in node.names)
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return node.module == "training" or node.module.startswith("training.")
+    return False
+
+
+def test_library_source_never_imports_training():
+    """Also the imports inside functions, which importing the modules would not run."""
+    offenders = []
+    for path in sorted(LIBRARY.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if _imports_training(node):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders
+    assert not (LIBRARY / "train.py").exists() and not (LIBRARY / "shapes.py").exists()
+
+
+def test_importing_every_library_module_loads_nothing_from_training():
+    script = """
+import importlib, json, pkgutil, sys
+import lpd_core
+names = ["lpd_core"] + ["lpd_core." + m.name for m in pkgutil.iter_modules(lpd_core.__path__)]
+for name in names:
+    importlib.import_module(name)
+leaked = sorted(m for m in sys.modules if m == "training" or m.startswith("training."))
+import training.shapes  # importable from here: so the check above could have seen it
+print(json.dumps({"modules": names, "leaked": leaked,
+                  "seen": sorted(m for m in sys.modules if m.startswith("training"))}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"lpd_core.generate", "lpd_core.checkpoints", "lpd_core.bulk", "lpd_core.__main__"} <= set(result["modules"])
+    assert result["leaked"] == []
+    assert "training.shapes" in result["seen"]
+
+
+def _bin(venv: Path, name: str) -> Path:
+    return venv / ("Scripts" if os.name == "nt" else "bin") / name
+
+
+@pytest.fixture(scope="module")
+def checkout_copy(tmp_path_factory):
+    source = tmp_path_factory.mktemp("checkout") / "ComfyUI-LPD"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build", "dist",
+                                                                ".pytest_cache", "tests"))
+    return source
+
+
+def _install(tmp_path: Path, source: Path, *flags: str) -> tuple[Path, dict]:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    python = _bin(venv, "python")
+    # the venv has no pip of its own; this interpreter's, run by the venv's python, installs into the venv
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_REQUIRE_VIRTUALENV")}
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                           *flags, str(source)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return python, env
+
+
+def _where(python: Path, cwd: Path, env: dict) -> dict:
+    script = """
+import importlib.metadata as m, json, lpd_core
+from lpd_core.checkpoints import DEMO_MODEL_PATH
+files = [str(f) for f in m.files("lpd-nodes")]
+print(json.dumps({"file": lpd_core.__file__, "demo": str(DEMO_MODEL_PATH), "demo_exists": DEMO_MODEL_PATH.is_file(),
+                  "files": files}))
+"""
+    done = subprocess.run([str(python), "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.packaging
+def test_pip_install_gives_the_library_and_the_lpd_command(tmp_path, checkout_copy):
+    python, env = _install(tmp_path, checkout_copy)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    where = _where(python, elsewhere, env)
+    site = Path(where["file"]).parent.parent
+    assert site.name == "site-packages" and tmp_path in site.parents  # the venv's copy, not the checkout's
+    installed = {Path(f).parts[0] for f in where["files"] if not Path(f).parts[0].endswith(".dist-info")}
+    assert installed == {"lpd_core", ".."}  # ".." is the console script, in the venv's bin/
+    assert {f"lpd_core/{name}" for name in DEMO_FILES} <= set(where["files"])
+    assert where["demo_exists"] and Path(where["demo"]).is_relative_to(site)
+    # the main job, from another folder, by module and by the console script
+    commands = {"module.png": [str(python), "-m", "lpd_core"], "script.png": [str(_bin(python.parent.parent, "lpd"))]}
+    for out, command in commands.items():
+        done = subprocess.run(command + ["generate", "--class", "3", "--out", out], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert f"wrote {out}" in done.stdout
+    by_module, by_script = (np.asarray(Image.open(elsewhere / name)) for name in commands)
+    assert by_module.shape[:2] == (32, 32) and by_module.std() > 0.02 * 255  # an image, not a flat fill
+    assert np.array_equal(by_module, by_script)  # same command, same seed: same pixels
+
+
+@pytest.mark.packaging
+def test_editable_install_points_at_the_checkout(tmp_path, checkout_copy):
+    python, env = _install(tmp_path, checkout_copy, "-e")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    where = _where(python, elsewhere, env)
+    assert Path(where["file"]) == checkout_copy / "lpd_core" / "__init__.py"
+    assert where["demo_exists"]
+    done = subprocess.run([str(_bin(python.parent.parent, "lpd")), "schedule", "--resolution", "256", "--steps", "20",
+                           "--out", "order.png"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert Image.open(elsewhere / "order.png").size[0] > 0
+    # the node pack, training and the other folders of the checkout are not importable from the venv
+    done = subprocess.run([str(python), "-c", "import importlib.util as u; "
+                           "print([n for n in ('nodes', 'training', 'benchmarks') if u.find_spec(n)])"],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
