@@ -48,7 +48,7 @@ from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.utils import tqdm as hf_tqdm
 
 from .errors import CheckpointError, DownloadError, SettingError
-from .files import atomic_write
+from .files import atomic_write, check_output_folder
 
 # Checkpoint file types, most preferred first: safetensors loads without unpickling. The one list
 # of checkpoint suffixes (registry lookup, folders, downloads).
@@ -387,8 +387,8 @@ def download(
             log(f"{existing}: {checked}")
         return existing
 
+    own_folder = check_output_folder(folder / entry.name, "models folder")
     filename = filename or entry.filename or _repo_checkpoint_name(entry, folder)
-    own_folder = folder / entry.name
     own_folder.mkdir(parents=True, exist_ok=True)
     try:
         cached = Path(hf_hub_download(entry.repo_id, filename, local_files_only=True))
