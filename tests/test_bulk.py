@@ -21,6 +21,8 @@ import torch
 from PIL import Image
 
 from lpd_core import bulk
+from lpd_core.bulk import outputs
+from lpd_core.files import atomic_write
 
 from conftest import REFERENCE, REFERENCE_HEADS
 
@@ -180,7 +182,7 @@ def test_interrupt_abandons_the_batch_cleanly_then_resumes(clean_run, converted,
     """SIGTERM (what torchrun sends on Ctrl-C) stops the run like Ctrl-C: no partial file remains."""
     out = tmp_path / "interrupted"
     written = []
-    original = bulk.write_png
+    original = outputs.write_png
 
     def write_then_signal(image, path):
         if len(written) == 4:  # in the middle of a write: its temp file exists
@@ -188,11 +190,11 @@ def test_interrupt_abandons_the_batch_cleanly_then_resumes(clean_run, converted,
                 temp.write_bytes(b"half a png")
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(5)  # the handler raises KeyboardInterrupt here
-            bulk._atomic_write(path, partial)
+            atomic_write(path, partial)
         original(image, path)
         written.append(path)
 
-    monkeypatch.setattr(bulk, "write_png", write_then_signal)
+    monkeypatch.setattr(outputs, "write_png", write_then_signal)
     with pytest.raises(KeyboardInterrupt):
         run_here(out, converted, batch_size=4)
     monkeypatch.undo()
