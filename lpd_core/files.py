@@ -43,18 +43,8 @@ def is_temp_file(name: str) -> bool:
     return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
-def check_writable(path, what: str = "output") -> Path:
-    """`path` can be created or replaced as a file: not a folder, and its folder (or the nearest
-    folder above it that exists) accepts new files. Probed by creating and removing a hidden file,
-    so read-only file systems are caught too. Nothing is left behind."""
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"the {what} {path} is a folder; give a file name inside it, e.g. {path / 'out.png'}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise OutputError(f"cannot write the {what} {path}: {folder} is a file, not a folder; choose another path")
+def _probe(folder: Path, what: str, path: Path) -> None:
+    """Create and remove a hidden file in `folder`: catches read-only folders and file systems."""
     probe = temp_path(folder / path.name)
     try:
         probe.touch(exist_ok=False)
@@ -62,13 +52,33 @@ def check_writable(path, what: str = "output") -> Path:
         raise OutputError(f"cannot write the {what} {path}: {folder} does not accept new files "
                           f"({error.strerror or error}); choose a folder you can write to") from None
     probe.unlink(missing_ok=True)
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(path, what: str = "output") -> Path:
+    """`path` can be created or replaced as a file: not a folder, and its folder (or the nearest
+    folder above it that exists) accepts new files. Nothing is left behind."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"the {what} {path} is a folder; give a file name inside it, e.g. {path / 'out.png'}")
+    folder = _nearest_existing(path.parent)
+    if not folder.is_dir():
+        raise OutputError(f"cannot write the {what} {path}: {folder} is a file, not a folder; choose another path")
+    _probe(folder, what, path)
     return path
 
 
 def check_output_folder(folder, what: str = "output folder") -> Path:
-    """`folder` exists as a folder or can be created (nothing is created here)."""
+    """`folder` is a folder, or can be made one, that accepts new files (nothing is created here)."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"the {what} {folder} is a file; give a folder (new or existing) instead")
-    check_writable(folder / "probe", what)
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise OutputError(f"the {what} {folder} cannot be used: {existing} is a file; give a folder (new or "
+                          f"existing) instead")
+    _probe(existing, what, folder)
     return folder

@@ -21,11 +21,11 @@ IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"
 def check_image_path(path) -> Path:
     """An output image path of a known type in a folder that can be written (OutputError if not),
     checked before any work is done."""
-    path = Path(path)
+    path = check_writable(path, "output image")
     if path.suffix.lower() not in IMAGE_FORMATS:
         raise OutputError(f"{path} has no image extension ({path.suffix or 'none'}); name the output "
                           f"{path.with_suffix('.png').name} (or .jpg, .webp, .bmp, .tif)")
-    return check_writable(path, "output image")
+    return path
 
 
 def save_image(picture: Image.Image, path) -> Path:
