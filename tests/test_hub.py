@@ -219,6 +219,7 @@ class FakeHub(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), FakeHubHandler)
         self.repos = repos
         self.gets = []
+        self.etags: dict[str, str] = {}  # file name -> announced sha256, to serve files that do not match
 
     @property
     def endpoint(self) -> str:
@@ -257,7 +258,7 @@ class FakeHubHandler(BaseHTTPRequestHandler):
             self.server.gets.append(filename)
         headers = {
             "X-Repo-Commit": COMMIT,
-            "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
+            "ETag": f'"{self.server.etags.get(filename) or hashlib.sha256(content).hexdigest()}"',
             "Content-Length": str(len(content)),
         }
         self._reply(200, headers, content)
@@ -348,3 +349,68 @@ def test_unreachable_hub_is_a_download_error(tmp_path, hub_cache, monkeypatch):
     # hf_hub_download turns the refused connection into LocalEntryNotFoundError.
     with pytest.raises(DownloadError, match="could not be reached.*LocalEntryNotFoundError"):
         download("vq_ds16_c2i", tmp_path)
+
+
+# Verification: nothing damaged is reported as ready
+
+
+def test_damaged_file_in_the_folder_is_refused_with_what_to_do(tmp_path, hub_cache):
+    from lpd_core.errors import CheckpointError
+    own = tmp_path / "vq_ds16_c2i"
+    own.mkdir()
+    for content, problem in ((b"", "is empty (0 bytes)"), (TOKENIZER[: len(TOKENIZER) // 2], "truncated or damaged"),
+                             (b"<html>rate limited</html>", "it is an HTML or XML page")):
+        (own / "vq_ds16_c2i.pt").write_bytes(content)
+        with pytest.raises(CheckpointError) as error:
+            download("vq_ds16_c2i", tmp_path)
+        message = str(error.value)
+        assert str(own / "vq_ds16_c2i.pt") in message and problem in message
+        assert "delete it and run python -m lpd_core download vq_ds16_c2i again" in message
+        assert (own / "vq_ds16_c2i.pt").read_bytes() == content  # the user's file: reported, not removed
+
+
+def test_truncated_safetensors_by_hand_is_refused(tmp_path, hub_cache):
+    from lpd_core.errors import CheckpointError
+    (tmp_path / "lpd_xl_512.safetensors").write_bytes(MODEL_SAFE[:-3])
+    with pytest.raises(CheckpointError, match=r"lpd_xl_512.safetensors is truncated: its header describes \d+ bytes"):
+        download("lpd_xl_512", tmp_path)
+
+
+def test_damaged_blob_in_the_hub_cache_is_not_placed(tmp_path, hub_cache):
+    from lpd_core.errors import CheckpointError
+    add_to_cache(hub_cache, "FoundationVision/LlamaGen", "vq_ds16_c2i.pt", TOKENIZER[:100])
+    with pytest.raises(CheckpointError, match="truncated or damaged"):
+        download("vq_ds16_c2i", tmp_path)
+    assert resolve_local("vq_ds16_c2i", tmp_path) is None and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_fetched_file_that_does_not_match_the_hubs_hash_is_removed(tmp_path, fake_hub):
+    """The server announces (ETag: the sha256 the Hub publishes for LFS files) other bytes than it sends."""
+    from lpd_core.errors import CheckpointError
+    fake_hub.repos["FoundationVision/LlamaGen"] = {"vq_ds16_c2i.pt": TOKENIZER}
+    fake_hub.etags["vq_ds16_c2i.pt"] = hashlib.sha256(b"the real file").hexdigest()
+    with pytest.raises(CheckpointError, match=r"is damaged: its hash .* differs from FoundationVision/LlamaGen"):
+        download("vq_ds16_c2i", tmp_path)
+    assert not (tmp_path / "vq_ds16_c2i" / "vq_ds16_c2i.pt").exists()
+    del fake_hub.etags["vq_ds16_c2i.pt"]
+    assert download("vq_ds16_c2i", tmp_path).read_bytes() == TOKENIZER  # the next try fetches it anew
+
+
+def test_check_hub_compares_a_file_on_disk_with_the_hub(tmp_path, fake_hub):
+    from lpd_core.errors import CheckpointError
+    fake_hub.repos["FoundationVision/LlamaGen"] = {"vq_ds16_c2i.pt": TOKENIZER}
+    lines = []
+    path = download("vq_ds16_c2i", tmp_path, check_hub=True, log=lines.append)
+    assert lines == [f"{path}: size and hash match the Hub's"]
+    path.write_bytes(checkpoint_bytes("torch", 9.0))  # well-formed, same size, other weights
+    assert path.stat().st_size == len(TOKENIZER)
+    assert download("vq_ds16_c2i", tmp_path) == path  # loading never asks the Hub
+    with pytest.raises(CheckpointError, match=r"its hash .* differs from FoundationVision/LlamaGen/vq_ds16_c2i.pt"):
+        download("vq_ds16_c2i", tmp_path, check_hub=True)
+
+
+def test_offline_check_says_what_was_checked(tmp_path, hub_cache):
+    (tmp_path / "vq_ds16_c2i.pt").write_bytes(TOKENIZER)
+    lines = []
+    download("vq_ds16_c2i", tmp_path, check_hub=True, log=lines.append)
+    assert lines == [f"{tmp_path / 'vq_ds16_c2i.pt'}: structure checked (offline: size and hash not compared with the Hub)"]
