@@ -244,8 +244,8 @@ def main(argv=None) -> int:
     try:
         COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print("\nerror: interrupted; files are written whole or not at all, so run the same command again",
-              file=sys.stderr)
+        print("\nerror: interrupted; files are written whole or not at all, so run the same command again "
+              "(sample-many resumes where it stopped)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except LPDError as error:  # the user's input: one line; anything else is a bug and keeps its traceback
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)

@@ -113,7 +113,7 @@ def find_class(query: str | int, num_classes: int = IMAGENET_NUM_CLASSES, names=
     `names` lists each class's names (display name first) for models with classes of their own;
     by default ImageNet's. Names are matched case-insensitively: an exact display name wins, then
     an exact synonym, then a part of a name ("retriever") if it fits one class only. Raises
-    ValueError, listing candidates, when the query is out of range, ambiguous or unknown.
+    SettingError (a ValueError), listing candidates, when the query is out of range, ambiguous or unknown.
     """
     name_lists = _class_name_lists() if names is None else tuple(tuple(n) for n in names)
     normalised = _normalised_names() if names is None else tuple(tuple(map(_normalise, n)) for n in name_lists)

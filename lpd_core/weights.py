@@ -214,6 +214,12 @@ def _check_keys(module: torch.nn.Module, state_dict: dict, path) -> None:
 
 
 def lpd_config_for(state_dict: dict, metadata: dict, num_heads: int | None, path="checkpoint") -> LPDConfig:
+    if num_heads is not None and MODEL_KEY in state_dict:
+        width = state_dict[MODEL_KEY].shape[-1]
+        if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1 or width % num_heads:
+            divisors = [h for h in range(1, width + 1) if width % h == 0 and 32 <= width // h <= 128]
+            raise SettingError(f"num_heads must divide the model's width {width}, got {num_heads!r}; e.g. "
+                               f"{', '.join(map(str, divisors)) or 1}")
     if CONFIG_METADATA_KEY in metadata and metadata.get(KIND_METADATA_KEY, "lpd") == "lpd":
         try:
             stored = LPDConfig(**json.loads(metadata[CONFIG_METADATA_KEY]))

@@ -256,11 +256,6 @@ def sample_many(
                 return None
             return _finish(out, plan["manifest"], settings, num_images, class_list, vq.stride * grid, missing,
                            processes, batch_size, device, elapsed, log)
-    except KeyboardInterrupt:
-        if processes.main:
-            print(f"\ninterrupted: the images written so far stay in {out / IMAGES_DIR}; run the same "
-                  f"command again to resume", file=sys.stderr)
-        raise
     finally:
         if bar is not None:
             bar.close()
