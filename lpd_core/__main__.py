@@ -1,6 +1,16 @@
-"""Command line: python -m lpd_core {generate,download,convert,schedule} …
+"""Command line: python -m lpd_core COMMAND …
 
-Every command reports a problem as one line on stderr and exits with status 2.
+Commands:
+  generate     images of one or more classes into one image file (a grid for several)
+  download     a published checkpoint into the models folder, verified
+  convert      a .pth/.pt checkpoint to .safetensors with its config
+  schedule     print a schedule's group sizes; save its order map
+  sample-many  many images (e.g. 50,000 for FID) into a folder and an .npz; resumable; torchrun
+
+A problem with the user's input (an `lpd_core.errors.LPDError`: a setting out of range, a missing
+or damaged file, an unwritable output, an unavailable device, a folder of another run) is printed
+as one line `error: …` on stderr with exit status 2; Ctrl-C prints one line and exits with 130.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -9,17 +19,20 @@ import argparse
 import sys
 from pathlib import Path
 
+from .errors import LPDError
+from .hub import TOKENIZER_STRIDE
+from .settings import CFG_SCHEDULES
+
 EXAMPLES = """examples:
   python -m lpd_core generate --class 3 --out demo.png
   python -m lpd_core generate --model lpd_l_256 --tokenizer vq_ds16_c2i --class "golden retriever" --steps 20 --out dog.png
   python -m lpd_core download lpd_l_256
   python -m lpd_core convert lpd_l_256.pth
   python -m lpd_core schedule --resolution 256 --steps 20 --order locality --seed 0 --out order.png
+  python -m lpd_core sample-many --model lpd_l_256 --steps 20 --out samples/l256
 """
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed as one line."""
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def _progress_bar(description: str, total: int | None = None, unit: str = "it"):
@@ -45,11 +58,11 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--order", default="locality", choices=["locality", "random", "raster"],
                         help="generation order (default: locality)")
     parser.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: the model's)")
-    parser.add_argument("--cfg-schedule", default="linear", choices=["linear", "constant"])
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=0, help="0 = off")
-    parser.add_argument("--top-p", type=float, default=1.0, help="1 = off")
-    parser.add_argument("--seed", type=int, default=0, help="image i of the run uses seed + i")
+    parser.add_argument("--cfg-schedule", choices=CFG_SCHEDULES, help="default: the model's (linear)")
+    parser.add_argument("--temperature", type=float, help="default: the model's (1)")
+    parser.add_argument("--top-k", type=int, help="0 = off (default: the model's, 0)")
+    parser.add_argument("--top-p", type=float, help="1 = off (default: the model's, 1)")
+    parser.add_argument("--seed", type=int, default=0, help="0..2^64-1; image i of the run uses seed + i")
     parser.add_argument("--repulsion", type=int, help="locality order: min Chebyshev gap inside a step")
     parser.add_argument("--proximity", type=float, default=1.0, help="locality order: proximity threshold")
     parser.add_argument("--fast", default="auto", choices=["auto", "on", "off"],
@@ -75,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                      help="auto: bf16 on GPU; on CPU bf16 for the published models where the CPU has "
                           "bf16 instructions (AMX, AVX512-BF16), else fp32")
-    gen.add_argument("--out", type=Path, required=True, help="output PNG (a grid when several images)")
+    gen.add_argument("--out", type=Path, required=True,
+                     help="output image: .png (or .jpg, .webp, .bmp, .tif); a grid when several images")
 
     down = commands.add_parser("download", help="download a published checkpoint into the models folder")
     down.add_argument("name", help="registry name, e.g. lpd_l_256 or vq_ds16_c2i")
@@ -103,7 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--images-per-class", type=int, help="default 50 (50,000 images for 1000 classes)")
     count.add_argument("--num-images", type=int, help="total number of images instead")
     _add_sampling_arguments(many)
-    many.set_defaults(cfg_schedule=None, temperature=None, top_k=None, top_p=None)  # None: the model's defaults
     many.add_argument("--batch-size", type=int, default=32, help="images per forward, per process (default 32)")
     many.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
     many.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
@@ -114,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sched = commands.add_parser("schedule", help="print the group sizes of a schedule; save its order map")
     where = sched.add_mutually_exclusive_group(required=True)
-    where.add_argument("--resolution", type=int, help="image size with a stride-16 tokenizer (256 → 16×16)")
+    where.add_argument("--resolution", type=int,
+                       help=f"image size with a stride-{TOKENIZER_STRIDE} tokenizer (256 → 16×16)")
     where.add_argument("--grid", type=int, help="tokens per side")
     sched.add_argument("--steps", type=int, required=True)
     sched.add_argument("--order", default="locality", choices=["locality", "random", "raster"])
@@ -123,11 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--proximity", type=float, default=1.0)
     sched.add_argument("--out", type=Path, help="PNG of the order map (which step decodes each token)")
     return parser
-
-
-def _device(device: str) -> str:
-    import torch
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
 def _fast(choice: str, device: str) -> bool:
@@ -139,31 +148,38 @@ def run_generate(args) -> None:
     import torch
 
     from . import generate
-    from .checkpoints import generation_defaults, load_pair, resolve_classes
-    from .imaging import image_grid
+    from .checkpoints import load_pair, resolve_classes
+    from .imaging import check_image_path, image_grid, save_image
     from .schedule import build_schedule
+    from .settings import check_count, check_proximity, check_seed, resolve_settings, seeds_for
+    from .weights import resolve_device
 
-    device = _device(args.device)
+    # Everything the user gave is checked before a model is loaded.
+    device = resolve_device(args.device)
+    check_image_path(args.out)
+    batch = check_count("batch size", args.batch)
+    seed = check_seed(args.seed)
+    proximity = check_proximity(args.proximity)
     model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
                                  progress_for=_download_progress)
     per_class = [resolve_classes(text, model) for text in args.classes]
-    labels = [c for group in per_class for c in group for _ in range(args.batch)]
-    defaults = generation_defaults(model, args.steps)
-    schedule = build_schedule(model.config.grid_size, steps=defaults.steps, order=args.order, seed=args.seed,
-                              proximity=args.proximity,
-                              repulsion=defaults.repulsion if args.repulsion is None else args.repulsion)
-    cfg = defaults.cfg if args.cfg is None else args.cfg
+    labels = [c for group in per_class for c in group for _ in range(batch)]
+    settings = resolve_settings(model, steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
+                                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                repulsion=args.repulsion)
+    schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=seed,
+                              proximity=proximity, repulsion=settings.repulsion)
     bar = _progress_bar("decoding", total=schedule.steps, unit="step")
-    tokens = generate(model, schedule, labels, cfg=cfg, cfg_schedule=args.cfg_schedule,
-                      temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seeds=args.seed,
-                      callback=lambda step: bar.update(1), fast=_fast(args.fast, device))
+    tokens = generate(model, schedule, labels, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
+                      temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
+                      seeds=seeds_for(seed, len(labels)), callback=lambda step: bar.update(1),
+                      fast=_fast(args.fast, device))
     bar.close()
     with torch.no_grad():
         images = tokenizer.decode_images(tokens)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(images, columns=args.batch if len(labels) > args.batch else None).save(args.out)
+    save_image(image_grid(images, columns=batch if len(labels) > batch else None), args.out)
     print(f"wrote {args.out}: {len(labels)} image(s) of class(es) {', '.join(map(str, dict.fromkeys(labels)))}, "
-          f"{schedule.steps} steps, {args.order} order, cfg {cfg:g}, seed {args.seed}")
+          f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}, seed {seed}")
     if args.model is None:
         print("(the bundled demo model; published ImageNet models: python -m lpd_core download lpd_l_256, "
               "then --model lpd_l_256)")
@@ -173,13 +189,16 @@ def run_download(args) -> None:
     from .checkpoints import models_dir
     from .hub import download
     path = download(args.name, models_dir(args.models_dir), filename=args.filename,
-                    progress=_download_progress(args.name))
+                    progress=_download_progress(args.name), check_hub=True,
+                    log=lambda line: print(line, file=sys.stderr))
     print(path)
 
 
 def run_convert(args) -> None:
+    from .settings import check_integer
     from .weights import convert
-    print(convert(args.source, args.destination, num_heads=args.num_heads))
+    num_heads = None if args.num_heads is None else check_integer("--num-heads", args.num_heads, 1)
+    print(convert(args.source, args.destination, num_heads=num_heads))
 
 
 def run_sample_many(args) -> None:
@@ -194,17 +213,25 @@ def run_sample_many(args) -> None:
 
 
 def run_schedule(args) -> None:
-    from .imaging import order_map_image, to_pil
+    from .imaging import check_image_path, order_map_image, save_image, to_pil
     from .schedule import build_schedule
-    grid = args.grid if args.grid is not None else args.resolution // 16
-    if grid < 1:
-        raise UserError(f"--resolution must be at least 16 (one token), got {args.resolution}")
-    schedule = build_schedule(grid, steps=args.steps, order=args.order, seed=args.seed,
-                              repulsion=args.repulsion, proximity=args.proximity)
+    from .settings import check_integer, check_proximity, check_seed
+
+    if args.grid is not None:
+        grid = check_integer("--grid", args.grid, 1)
+    else:
+        grid = check_integer("--resolution", args.resolution, TOKENIZER_STRIDE) // TOKENIZER_STRIDE
+    steps = check_integer("steps", args.steps, 1, grid * grid)
+    seed, proximity = check_seed(args.seed), check_proximity(args.proximity)
+    repulsion = None if args.repulsion is None else check_integer("repulsion", args.repulsion, 0)
+    if args.out:
+        check_image_path(args.out)
+    schedule = build_schedule(grid, steps=steps, order=args.order, seed=seed, repulsion=repulsion,
+                              proximity=proximity)
     print(f"{schedule.steps} steps over {schedule.num_tokens} tokens ({grid}×{grid}), group sizes: "
           f"{', '.join(map(str, schedule.group_sizes))}")
     if args.out:
-        to_pil(order_map_image(schedule.order_map(), schedule.steps)).save(args.out)
+        save_image(to_pil(order_map_image(schedule.order_map(), schedule.steps)), args.out)
         print(f"wrote {args.out}")
 
 
@@ -217,11 +244,12 @@ def main(argv=None) -> int:
     try:
         COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 2
-    except (UserError, ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        print("\nerror: interrupted; files are written whole or not at all, so run the same command again "
+              "(sample-many resumes where it stopped)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except LPDError as error:  # the user's input: one line; anything else is a bug and keeps its traceback
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import classes, hub
+from .errors import CheckpointError, SettingError
 from .model import LPD, PRESETS
-from .settings import GenerationSettings
-from .schedule import group_sizes_for
+from .settings import GenerationSettings, check_integer
 from .vq import VQModel
 from .weights import load_model, load_tokenizer
 
@@ -22,7 +22,6 @@ DEMO = "demo"  # the bundled model trained on procedural shapes: works offline
 DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
 DEMO_MODEL_PATH = DEMO_DIR / "lpd_shapes.safetensors"
 DEMO_TOKENIZER_PATH = DEMO_DIR / "vq_shapes.safetensors"
-MODEL_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 
 def models_dir(explicit=None) -> Path:
@@ -42,19 +41,19 @@ def find_checkpoint(spec: str | os.PathLike, folder=None, progress: Callable | N
     if path.is_file():
         return path
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.suffix in MODEL_SUFFIXES and p.is_file())
+        found = sorted(p for p in path.iterdir() if p.suffix in hub.CHECKPOINT_SUFFIXES and p.is_file())
         if len(found) != 1:
-            raise ValueError(f"folder {path} holds {len(found)} checkpoint files "
+            raise CheckpointError(f"folder {path} holds {len(found)} checkpoint files "
                              f"({', '.join(p.name for p in found) or 'none'}); name the file instead")
         return found[0]
     if str(spec) == DEMO:
         return DEMO_TOKENIZER_PATH if tokenizer else DEMO_MODEL_PATH
     try:
         hub.get_checkpoint(str(spec))
-    except ValueError:
-        raise FileNotFoundError(
+    except CheckpointError:
+        raise CheckpointError(
             f"no file or folder {spec!r}, and it is not a known model name (known: {DEMO}, "
-            f"{', '.join(hub.CHECKPOINTS)})") from None
+            f"{', '.join(hub.CHECKPOINTS)}); check the path, or use one of those names") from None
     return hub.download(str(spec), models_dir(folder), progress=progress)
 
 
@@ -63,7 +62,8 @@ def published_entry(model: LPD) -> hub.LPDCheckpoint | None:
     config = model.config
     for entry in hub.LPD_MODELS.values():
         preset = PRESETS[entry.preset]
-        if (preset["embed_dim"], preset["depth"], entry.image_size // 16, 1000) == \
+        if (preset["embed_dim"], preset["depth"], entry.image_size // hub.TOKENIZER_STRIDE,
+                classes.IMAGENET_NUM_CLASSES) == \
                 (config.embed_dim, config.depth, config.grid_size, config.num_classes):
             return entry
     return None
@@ -80,8 +80,7 @@ def generation_defaults(model: LPD, steps: int | None = None) -> GenerationSetti
         steps = entry.default_steps if steps is None else steps
         return GenerationSettings(steps, hub.default_cfg(entry, steps), entry.cfg_schedule, entry.temperature,
                                   entry.top_k, entry.top_p, entry.repulsion)
-    steps = min(20, model.config.num_tokens) if steps is None else steps
-    group_sizes_for(model.config.num_tokens, steps)  # validates the range
+    steps = min(20, model.config.num_tokens) if steps is None else check_integer("steps", steps, 1, model.config.num_tokens)
     return GenerationSettings(steps, 4.0)
 
 
@@ -89,7 +88,7 @@ def class_names_for(model: LPD) -> list[str] | None:
     """Display names of the model's classes: its own (stored in the file) or ImageNet's."""
     if model.class_names:
         return list(model.class_names)
-    return classes.class_names() if model.config.num_classes == 1000 else None
+    return classes.class_names() if model.config.num_classes == classes.IMAGENET_NUM_CLASSES else None
 
 
 def resolve_classes(text: str, model: LPD) -> list[int]:
@@ -97,11 +96,11 @@ def resolve_classes(text: str, model: LPD) -> list[int]:
     num_classes = model.config.num_classes
     if model.class_names:
         return classes.parse_classes(text, num_classes, names=[[name] for name in model.class_names])
-    if num_classes == 1000:
+    if num_classes == classes.IMAGENET_NUM_CLASSES:
         return classes.parse_classes(text, num_classes)
     items = [item.strip() for item in text.split(",") if item.strip()]
     if not items or not all(item.lstrip("-").isdigit() for item in items):
-        raise ValueError(f"this model's classes have no names: give class indices from 0 to {num_classes - 1}")
+        raise SettingError(f"this model's classes have no names: give class indices from 0 to {num_classes - 1}")
     return [classes.find_class(int(item), num_classes) for item in items]
 
 

@@ -20,6 +20,9 @@ import numbers
 import re
 from pathlib import Path
 
+from .errors import SettingError
+
+IMAGENET_NUM_CLASSES = 1000  # the published models' classes: ImageNet-1k
 _CLASSES_FILE = Path(__file__).with_name("data") / "imagenet_classes.json"
 _MAX_LISTED_CANDIDATES = 8
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -42,13 +45,14 @@ def _normalised_names() -> tuple[tuple[str, ...], ...]:
 
 
 def class_names() -> list[str]:
-    """Display names of the 1000 classes, by index (a new list each call; the file is read once)."""
+    """Display names of the ImageNet classes, by index (a new list each call; the file is read once)."""
     return [names[0] for names in _class_name_lists()]
 
 
 def _check_index(index: int, num_classes: int) -> int:
     if not 0 <= index < num_classes:
-        raise ValueError(f"class index {index} is out of range: use an index from 0 to {num_classes - 1}")
+        raise SettingError(f"class index {index} is out of range: this model has {num_classes} classes, so use "
+                           f"an index from 0 to {num_classes - 1}")
     return index
 
 
@@ -103,18 +107,18 @@ def _how_to_name(num_classes: int, name_lists) -> str:
     return f"use an index from 0 to {num_classes - 1} or a class name such as '{name_lists[min(207, num_classes - 1)][0]}'"
 
 
-def find_class(query: str | int, num_classes: int = 1000, names=None) -> int:
+def find_class(query: str | int, num_classes: int = IMAGENET_NUM_CLASSES, names=None) -> int:
     """The class index for an index (int or digit string) or a class name.
 
     `names` lists each class's names (display name first) for models with classes of their own;
     by default ImageNet's. Names are matched case-insensitively: an exact display name wins, then
     an exact synonym, then a part of a name ("retriever") if it fits one class only. Raises
-    ValueError, listing candidates, when the query is out of range, ambiguous or unknown.
+    SettingError (a ValueError), listing candidates, when the query is out of range, ambiguous or unknown.
     """
     name_lists = _class_name_lists() if names is None else tuple(tuple(n) for n in names)
     normalised = _normalised_names() if names is None else tuple(tuple(map(_normalise, n)) for n in name_lists)
     if isinstance(query, bool):
-        raise TypeError("class must be an index or a name, not a bool")
+        raise SettingError("class must be an index or a name, not a bool")
     if isinstance(query, numbers.Integral):  # int, or a numpy integer
         return _check_index(int(query), num_classes)
     text = query.strip()
@@ -122,25 +126,25 @@ def find_class(query: str | int, num_classes: int = 1000, names=None) -> int:
         return _check_index(int(text), num_classes)
     wanted = _normalise(text)
     if not wanted:
-        raise ValueError(f"no class given: {_how_to_name(num_classes, name_lists)}")
+        raise SettingError(f"no class given: {_how_to_name(num_classes, name_lists)}")
 
     found = _match_name(wanted, normalised)
     if len(found) == 1:
         return _check_index(found[0], num_classes)
     if found:
-        raise ValueError(
+        raise SettingError(
             f"class name '{text}' is ambiguous; it matches {_describe(found, name_lists)}. Give the index or more of the name."
         )
 
     close = _close_matches(wanted, normalised)
     hint = f"did you mean {_describe(close, name_lists)}?" if close else f"{_how_to_name(num_classes, name_lists)}."
-    raise ValueError(f"unknown class '{text}': {hint}")
+    raise SettingError(f"unknown class '{text}': {hint}")
 
 
-def parse_classes(text: str, num_classes: int = 1000, names=None) -> list[int]:
+def parse_classes(text: str, num_classes: int = IMAGENET_NUM_CLASSES, names=None) -> list[int]:
     """Class indices for a comma-separated list of indices and names, e.g. "207, goldfish, 3" -> [207, 1, 3]."""
     queries = [item for item in (part.strip() for part in text.split(",")) if item]
     if not queries:
         name_lists = _class_name_lists() if names is None else names
-        raise ValueError(f"no class given: {_how_to_name(num_classes, name_lists)}; separate several with commas")
+        raise SettingError(f"no class given: {_how_to_name(num_classes, name_lists)}; separate several with commas")
     return [find_class(item, num_classes, names) for item in queries]

@@ -9,6 +9,10 @@ Mask rule: a ComfyUI MASK is 1 where to regenerate. It is resized and cropped ex
 image (shorter side to the model's resolution, then centre crop), and a token is regenerated when
 any pixel of its patch has mask ≥ 0.5; `grow` then widens the regenerated region by that many
 tokens in every direction (8-neighbour dilation).
+
+Inputs are checked before any work (`check_images`, `check_mask`: SettingError with what to do):
+images (B, H, W, 1 or 3) floats in [0, 1], a mask (H, W) or (B, H, W) in [0, 1] with the image's
+aspect ratio (another size with the same ratio is fine; another ratio is refused, never cropped).
 """
 
 from __future__ import annotations
@@ -25,23 +29,61 @@ from .generate import DecodeStep, generate
 from .locality import default_repulsion, locality_order
 from .model import LPD
 from .schedule import build_schedule, group_sizes_for, random_order
+from .settings import check_integer, check_order, check_proximity, check_seed, resolve_settings, seeds_for
 from .vq import VQModel
 from .weights import check_pair
 
+_RANGE_TOLERANCE = 1e-3  # resampling may overshoot [0, 1] by a rounding error
+
+
+def _check_pixels(name: str, values: torch.Tensor, shape_words: str) -> None:
+    if not values.dtype.is_floating_point:
+        raise SettingError(f"the {name} must hold floats in [0, 1], got {values.dtype}; for 8-bit pixels divide "
+                           f"by 255 ({shape_words})")
+    low, high = float(values.min()), float(values.max())
+    if not (torch.isfinite(values).all() and low >= -_RANGE_TOLERANCE and high <= 1 + _RANGE_TOLERANCE):
+        raise SettingError(f"the {name} values must be finite and in [0, 1], got {low:g} to {high:g}; for 0..255 "
+                           f"pixels divide by 255, for [-1, 1] pixels use (x + 1) / 2")
+
+
+def check_images(images) -> torch.Tensor:
+    """Images as editing and encoding take them: (B, H, W, 3) floats in [0, 1] (a single channel
+    is grey and is repeated to 3). SettingError, saying what to do, for anything else."""
+    shape_words = "images are (batch, height, width, 3) floats in [0, 1], as ComfyUI's IMAGE"
+    if not isinstance(images, torch.Tensor):
+        raise SettingError(f"the images must be a torch tensor, got {type(images).__name__}; {shape_words}")
+    if images.ndim == 3:
+        raise SettingError(f"the images have shape {tuple(images.shape)}, one dimension short; add the batch "
+                           f"dimension (images[None]): {shape_words}")
+    if images.ndim != 4:
+        raise SettingError(f"the images must have 4 dimensions, got shape {tuple(images.shape)}; {shape_words}")
+    batch, height, width, channels = images.shape
+    if channels == 4:
+        raise SettingError(f"the images have 4 channels (RGBA); drop the alpha channel (images[..., :3]) or "
+                           f"composite it over a background first")
+    if channels not in (1, 3):
+        raise SettingError(f"the images have {channels} channels (shape {tuple(images.shape)}); {shape_words}")
+    if batch == 0 or height == 0 or width == 0:
+        raise SettingError(f"the images are empty (shape {tuple(images.shape)}): give at least one image of "
+                           f"at least 1×1 pixels")
+    _check_pixels("images", images, shape_words)
+    return images.expand(-1, -1, -1, 3) if channels == 1 else images
+
 
 def fit_to_resolution(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, H, W, C) → (B, size, size, C): shorter side scaled to `size` (bicubic for images with
-    3 channels, bilinear for masks), then the centre cropped."""
+    """(B, H, W, C) → (B, size, size, C): the shorter side scaled to `size`, then the centre
+    cropped. The one image-fitting rule (editing, LPD Encode, masks): antialiased resampling
+    (bicubic for 3-channel images, bilinear for masks) both when shrinking and when enlarging,
+    values clamped to [0, 1]."""
     pixels = images.permute(0, 3, 1, 2).float()
     height, width = pixels.shape[-2:]
     scale = size / min(height, width)
     new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
     if (new_h, new_w) != (height, width):
         mode = "bicubic" if pixels.shape[1] == 3 else "bilinear"
-        pixels = F.interpolate(pixels, size=(new_h, new_w), mode=mode, align_corners=False,
-                               antialias=scale < 1).clamp(0, 1)
+        pixels = F.interpolate(pixels, size=(new_h, new_w), mode=mode, align_corners=False, antialias=True)
     top, left = (new_h - size) // 2, (new_w - size) // 2
-    return pixels[:, :, top:top + size, left:left + size].permute(0, 2, 3, 1)
+    return pixels[:, :, top:top + size, left:left + size].clamp(0, 1).permute(0, 2, 3, 1)
 
 
 def mask_to_grid(mask: torch.Tensor, grid: int, grow: int = 0) -> torch.Tensor:
@@ -59,10 +101,11 @@ def pad_for_outpaint(images: torch.Tensor, size: int, stride: int, left: int = 0
     tokens (× the tokenizer's stride in pixels) to generate. The image is scaled to fit the
     inner rectangle with its aspect ratio kept and centred there; everything it does not cover
     is masked. Returns (canvas (B, size, size, 3), mask (B, size, size), 1 = generate)."""
+    images = check_images(images)
     bands = dict(left=left, top=top, right=right, bottom=bottom)
     inner_w, inner_h = size - (left + right) * stride, size - (top + bottom) * stride
     if min(bands.values()) < 0 or inner_w < stride or inner_h < stride:
-        raise ValueError(f"outpaint bands {bands} (in tokens of {stride} px) must be ≥ 0 and leave room for "
+        raise SettingError(f"outpaint bands {bands} (in tokens of {stride} px) must be ≥ 0 and leave room for "
                          f"the image inside the {size}px canvas: at most {size // stride - 1} tokens in each "
                          f"direction together")
     batch, height, width, _ = images.shape
@@ -100,12 +143,14 @@ def plan_edit(regenerate: torch.Tensor, steps: int, order: str = "locality", see
     get `steps` groups (at most one per position) in the chosen order; "locality" grows them from
     the kept region's border.
     """
+    check_order(order)
     grid = regenerate.shape[0]
     num_tokens = grid * grid
     target = regenerate.reshape(-1).cpu().numpy()
     unknown = int(target.sum())
     if unknown == 0:
-        raise ValueError("the mask covers no token: nothing to regenerate")
+        raise SettingError("the mask covers no token: nothing to regenerate; paint the area to regenerate with "
+                           "mask value ≥ 0.5")
     if unknown == num_tokens:  # plain generation, exactly as generate() would do it
         schedule = build_schedule(grid, steps=steps, order=order, seed=seed, proximity=proximity, repulsion=repulsion)
         return EditPlan(schedule.order, schedule.group_sizes, 0)
@@ -120,10 +165,8 @@ def plan_edit(regenerate: torch.Tensor, steps: int, order: str = "locality", see
     elif order == "random":
         positions = np.flatnonzero(target)
         generated = positions[random_order(len(positions), seed)]
-    elif order == "raster":
+    else:  # raster
         generated = np.flatnonzero(target)
-    else:
-        raise ValueError(f"unknown order {order!r}; choose one of locality, random, raster")
     return EditPlan(np.concatenate([kept[rng_order], generated]), (*kept_sizes, *new_sizes), len(kept_sizes))
 
 
@@ -146,45 +189,66 @@ class EditResult:
     message: str = ""
 
 
-def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tensor, labels, *, steps: int,
-         order: str = "locality", seed: int = 0, cfg: float = 1.0, cfg_schedule: str = "linear",
-         temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, grow: int = 0, feather: int = 0,
-         composite: bool = True, proximity: float = 1.0, repulsion: int | None = None,
+def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tensor, labels, *,
+         steps: int | None = None, order: str = "locality", seed: int = 0, cfg: float | None = None,
+         cfg_schedule: str | None = None, temperature: float | None = None, top_k: int | None = None,
+         top_p: float | None = None, grow: int = 0, feather: int = 0, composite: bool = True,
+         proximity: float = 1.0, repulsion: int | None = None,
          callback: Callable[[DecodeStep], None] | None = None, fast: bool = False) -> EditResult:
-    """Regenerate the masked part of images (B, H, W, 3) in [0, 1] under class `labels`.
+    """Regenerate the masked part of images (B, H, W, 3) in [0, 1] under class `labels` (one for
+    all, or one per image).
 
-    One mask (H, W) or its first row (B, H, W) serves the whole batch. Images are fitted to the
-    model's resolution first. With `composite`, pixels outside the regenerated tokens are the
-    input's own; `feather` (in tokens) blends across the border. Image b uses seed + b. `fast`:
-    `generate`'s fast path.
+    One mask (H, W) or its first row (B, H, W) serves the whole batch; it must have the images'
+    aspect ratio (`check_mask`). Images are fitted to the model's resolution first
+    (`fit_to_resolution`). steps, cfg, cfg_schedule, temperature, top_k, top_p, repulsion: None =
+    the model's defaults (`settings.resolve_settings`). With `composite`, pixels outside the
+    regenerated tokens are the input's own; `feather` (in tokens) blends across the border. Image b
+    uses seed + b. `fast`: `generate`'s fast path. Every input is checked before any work.
     """
     check_pair(model, tokenizer)
+    images = check_images(images)
+    check_mask(images, mask)
+    settings = resolve_settings(model, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature,
+                                top_k=top_k, top_p=top_p, repulsion=repulsion)
+    check_order(order)
+    check_proximity(proximity)
+    seeds = seeds_for(check_seed(seed), images.shape[0])
+    grow, feather = check_integer("grow", grow, 0), check_integer("feather", feather, 0)
+    labels = _check_labels(labels, images.shape[0], model.config.num_classes)
     grid, stride = model.config.grid_size, tokenizer.stride
     size = grid * stride
     fitted = fit_to_resolution(images, size)
     mask = mask if mask.ndim == 2 else mask[0]
-    fitted_mask = fit_to_resolution(mask[None, :, :, None], size)[0, :, :, 0]
+    fitted_mask = fit_to_resolution(mask[None, :, :, None].float(), size)[0, :, :, 0]
     regenerate = mask_to_grid(fitted_mask, grid, grow)
     if not regenerate.any():
         return EditResult(fitted, tokenizer.encode_images(fitted), regenerate,
                           "the mask covers no token, so the image is returned unchanged; paint the area to "
                           "regenerate with mask value ≥ 0.5")
-    plan = plan_edit(regenerate, steps, order, seed, proximity, repulsion)
+    plan = plan_edit(regenerate, settings.steps, order, seed, proximity, settings.repulsion)
     with torch.no_grad():
         codes = tokenizer.encode_images(fitted).to(model.pos_embed.device)
     batch = images.shape[0]
-    labels = torch.as_tensor(labels).reshape(-1)
-    labels = labels.expand(batch) if labels.numel() == 1 else labels
     tokens = generate(model, labels=labels, batch=batch, orders=torch.from_numpy(plan.order),
-                      group_sizes=plan.group_sizes, cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature,
-                      top_k=top_k, top_p=top_p, seeds=seed, callback=callback, known_tokens=codes,
-                      known_steps=plan.known_steps, fast=fast)
+                      group_sizes=plan.group_sizes, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
+                      temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p, seeds=seeds,
+                      callback=callback, known_tokens=codes, known_steps=plan.known_steps, fast=fast)
     with torch.no_grad():
         decoded = tokenizer.decode_images(tokens)
     if composite:
         alpha = _composite_alpha(regenerate, stride, feather)
         decoded = alpha[None, :, :, None] * decoded + (1 - alpha[None, :, :, None]) * fitted
     return EditResult(decoded, tokens.cpu(), regenerate)
+
+
+def _check_labels(labels, batch: int, num_classes: int) -> torch.Tensor:
+    """One class index for all images, or one per image, each in 0..num_classes−1."""
+    values = torch.as_tensor(labels).reshape(-1)
+    if values.dtype.is_floating_point or values.dtype == torch.bool or values.numel() not in (1, batch):
+        raise SettingError(f"labels must be one class index, or one per image ({batch}), got {labels!r}")
+    for value in values.tolist():
+        check_integer("class index", value, 0, num_classes - 1)
+    return values.expand(batch) if values.numel() == 1 else values
 
 
 def _composite_alpha(regenerate: torch.Tensor, stride: int, feather: int) -> torch.Tensor:
@@ -200,14 +264,23 @@ def _composite_alpha(regenerate: torch.Tensor, stride: int, feather: int) -> tor
 
 
 def check_mask(image, mask) -> None:
-    """The mask is fitted to the model like the image, so both must have the same shape of frame."""
+    """The one mask rule (editing and the edit node): a (height, width) or (batch, height, width)
+    tensor of finite values in [0, 1], with the image's aspect ratio, because the mask is fitted
+    to the model like the image (another size with the same ratio is fine). SettingError if not."""
+    if not isinstance(mask, torch.Tensor):
+        raise SettingError(f"the mask must be a torch tensor (height, width) in [0, 1], got {type(mask).__name__}")
     if mask.ndim not in (2, 3):
-        raise SettingError(f"the mask must be (height, width) or (batch, height, width), got shape {tuple(mask.shape)}")
+        raise SettingError(f"the mask must be (height, width) or (batch, height, width), got shape "
+                           f"{tuple(mask.shape)}; squeeze the extra dimensions (e.g. mask[..., 0] for a "
+                           f"channel axis)")
+    if mask.numel() == 0:
+        raise SettingError(f"the mask is empty (shape {tuple(mask.shape)}); give one with the image's frame")
+    _check_pixels("mask", mask, "a mask is (height, width) or (batch, height, width), 1 = regenerate")
     image_h, image_w = image.shape[1:3]
     mask_h, mask_w = mask.shape[-2:]
     if (mask_h, mask_w) == (image_h, image_w) or float(mask.max()) < 0.5:
         return
     if abs(mask_w / mask_h - image_w / image_h) > 0.01 * image_w / image_h:
         raise SettingError(f"the mask is {mask_w}×{mask_h} px but the image {image_w}×{image_h} px: their aspect "
-                         f"ratios differ, so the mask would not line up with the image; use a mask made for "
-                         f"this image (e.g. from the same Load Image node, or resized with it)")
+                           f"ratios differ, so the mask would not line up with the image; use a mask made for "
+                           f"this image (e.g. from the same Load Image node, or resized with it)")

@@ -23,25 +23,38 @@ same way: temporary hidden `.incomplete` name, then an atomic rename.
 
 Offline (HF_HUB_OFFLINE=1) or with the Hub unreachable, a file that is neither in the folder nor in
 the cache raises one `DownloadError` that names the file, its URL and the folder to put it in.
+
+Nothing damaged is reported as ready: every file `download` returns passed `weights.checkpoint_format`
+(not empty, not truncated, a real safetensors / torch file), and a fetched file (or, with
+`check_hub=True`, one found on disk) is compared with the size and hash the Hub publishes for it
+(sha256 for LFS files, the git blob hash otherwise) whenever the Hub can be reached. A damaged file
+raises `CheckpointError` with its path and what to do.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import inspect
 import os
+import re
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from huggingface_hub import HfApi, constants, hf_hub_download, hf_hub_url, snapshot_download
+from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
 from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.utils import tqdm as hf_tqdm
 
-# Checkpoint file types, most preferred first: safetensors loads without unpickling.
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth")
+from .errors import CheckpointError, DownloadError, SettingError
+from .files import atomic_write, check_output_folder
+
+# Checkpoint file types, most preferred first: safetensors loads without unpickling. The one list
+# of checkpoint suffixes (registry lookup, folders, downloads).
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
+# Pixels per token side of the published tokenizer (LlamaGen VQ-16): 256 px = 16×16 tokens.
+TOKENIZER_STRIDE = 16
 
 # Called as progress(done_bytes, total_bytes); total_bytes is None when the server does not say.
 ProgressCallback = Callable[[int, int | None], None]
@@ -109,24 +122,20 @@ TOKENIZERS: dict[str, TokenizerCheckpoint] = {
 CHECKPOINTS: dict[str, Checkpoint] = {**LPD_MODELS, **TOKENIZERS}
 
 
-class DownloadError(RuntimeError):
-    """A checkpoint is not on disk and could not be fetched (offline, Hub unreachable, file not found)."""
-
-
 def get_checkpoint(name_or_entry: str | Checkpoint) -> Checkpoint:
     """The registry entry for a name such as "lpd_l_256" or "LPD-L-256"; entries pass through."""
     if isinstance(name_or_entry, (LPDCheckpoint, TokenizerCheckpoint)):
         return name_or_entry
     key = name_or_entry.strip().lower().replace("-", "_")
     if key not in CHECKPOINTS:
-        raise ValueError(f"unknown checkpoint '{name_or_entry}': known ones are {', '.join(CHECKPOINTS)}")
+        raise CheckpointError(f"unknown checkpoint '{name_or_entry}': known ones are {', '.join(CHECKPOINTS)}")
     return CHECKPOINTS[key]
 
 
 def _lpd_model(name_or_entry: str | Checkpoint) -> LPDCheckpoint:
     entry = get_checkpoint(name_or_entry)
     if not isinstance(entry, LPDCheckpoint):
-        raise ValueError(f"'{entry.name}' is a tokenizer, not an LPD model: use one of {', '.join(LPD_MODELS)}")
+        raise CheckpointError(f"'{entry.name}' is a tokenizer, not an LPD model: use one of {', '.join(LPD_MODELS)}")
     return entry
 
 
@@ -138,7 +147,7 @@ def default_cfg(name_or_entry: str | LPDCheckpoint, steps: int) -> float:
     """
     model = _lpd_model(name_or_entry)
     if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+        raise SettingError(f"steps must be at least 1, got {steps}")
     points = sorted(model.published_cfg)
     if steps <= points[0][0]:
         return points[0][1]
@@ -150,7 +159,7 @@ def default_cfg(name_or_entry: str | LPDCheckpoint, steps: int) -> float:
     return round(low_cfg + (high_cfg - low_cfg) * (steps - low_steps) / (high_steps - low_steps), 3)
 
 
-def default_repulsion(name_or_entry: str | LPDCheckpoint) -> int | None:
+def published_repulsion(name_or_entry: str | LPDCheckpoint) -> int | None:
     """The published repulsion threshold (3 for LPD-XXL-256), or None for "use the grid's default"."""
     return _lpd_model(name_or_entry).repulsion
 
@@ -179,8 +188,9 @@ def _pick_checkpoint(files: list[str], where: str) -> str | None:
         if len(matching) == 1:
             return matching[0]
         if matching:
-            raise ValueError(
-                f"{where} holds several {suffix} checkpoints ({', '.join(matching)}): pass filename= to choose one"
+            raise CheckpointError(
+                f"{where} holds several {suffix} checkpoints ({', '.join(matching)}): pass filename= "
+                f"(--filename) to choose one, or remove the others"
             )
     return None
 
@@ -263,18 +273,62 @@ def _repo_checkpoint_name(entry: Checkpoint, folder: Path) -> str:
 
 def _place(source: Path, destination: Path) -> Path:
     """Hard-link (or copy) `source` to `destination` via a temporary name, so `destination` is never partial."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.incomplete")
-    try:
+
+    def link_or_copy(temporary: Path) -> None:
         try:
             # A link costs no disk space; checkpoints are gigabytes.
             os.link(source.resolve(), temporary)
         except OSError:  # another file system, or one without hard links
             shutil.copyfile(source, temporary)
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return destination
+
+    return atomic_write(destination, link_or_copy)
+
+
+def _file_hashes(path: Path) -> tuple[str, str]:
+    """(sha256, git blob sha1) of a file, streamed: the Hub's etag is one or the other."""
+    size = path.stat().st_size
+    sha256, blob = hashlib.sha256(), hashlib.sha1(f"blob {size}\0".encode())
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            sha256.update(chunk)
+            blob.update(chunk)
+    return sha256.hexdigest(), blob.hexdigest()
+
+
+def _damaged(problem: str, entry: Checkpoint) -> CheckpointError:
+    return CheckpointError(f"{problem}; delete it and run python -m lpd_core download {entry.name} again "
+                           f"(or put a good copy there by hand)")
+
+
+def verify_checkpoint(path, name_or_entry: str | Checkpoint, filename: str | None = None) -> str:
+    """Check a checkpoint file of the registry: its structure always (`weights.checkpoint_format`:
+    not empty, not truncated, really a checkpoint); its size and hash against the Hub's metadata
+    for `filename` (its name in the repo) when the Hub can be reached. Returns what was checked, in
+    words; CheckpointError (with the path and what to do) if the file is damaged."""
+    from .weights import checkpoint_format
+
+    entry, path = get_checkpoint(name_or_entry), Path(path)
+    try:
+        checkpoint_format(path)
+    except CheckpointError as error:
+        raise _damaged(str(error).split(";")[0], entry) from None
+    if filename is None or constants.HF_HUB_OFFLINE:
+        return "structure checked (offline: size and hash not compared with the Hub)"
+    try:
+        metadata = get_hf_file_metadata(hf_hub_url(entry.repo_id, filename))
+    except _HUB_ERRORS as error:
+        return f"structure checked (the Hub could not be reached to compare size and hash: {type(error).__name__})"
+    size = path.stat().st_size
+    if metadata.size is not None and metadata.size != size:
+        raise _damaged(f"{path} is damaged: {size} bytes, but {entry.repo_id}/{filename} has {metadata.size}", entry)
+    etag = (metadata.etag or "").strip('"').lower()
+    if re.fullmatch(r"[0-9a-f]{64}|[0-9a-f]{40}", etag):
+        sha256, blob = _file_hashes(path)
+        if etag not in (sha256, blob):
+            raise _damaged(f"{path} is damaged: its hash {sha256[:12]}… differs from {entry.repo_id}/{filename}'s "
+                           f"{etag[:12]}…", entry)
+        return "size and hash match the Hub's"
+    return "structure and size checked (the Hub gave no hash)"
 
 
 def _progress_bar_class(progress: ProgressCallback) -> type[hf_tqdm]:
@@ -309,23 +363,32 @@ def download(
     folder: str | os.PathLike,
     filename: str | None = None,
     progress: ProgressCallback | None = None,
+    check_hub: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """The path of the checkpoint in `folder`, downloading it from the Hub if needed.
 
     `filename` overrides the file taken from the repo. `progress(done_bytes, total_bytes)` is called
     as bytes arrive and once at the end. Raises DownloadError when the file is not on disk and the
     Hub cannot provide it; the message says where to download it by hand and where to put it.
-    Raises ValueError when the repo, its cached snapshot or `<folder>/<name>/` holds several
-    checkpoint files of the preferred type: pass `filename` to choose.
+    Raises CheckpointError when the repo, its cached snapshot or `<folder>/<name>/` holds several
+    checkpoint files of the preferred type (pass `filename` to choose), or when the file found or
+    fetched is damaged (`verify_checkpoint`). A file found on disk is compared with the Hub's size
+    and hash only with `check_hub` (the `download` command), so loading never needs the network;
+    `log` receives one line saying what was checked.
     """
     entry = get_checkpoint(name_or_entry)
     folder = Path(folder)
     existing = resolve_local(entry, folder, filename)
     if existing is not None:
+        repo_name = filename or entry.filename or _name_in_repo(existing, folder / entry.name)
+        checked = verify_checkpoint(existing, entry, repo_name if check_hub else None)
+        if log:
+            log(f"{existing}: {checked}")
         return existing
 
+    own_folder = check_output_folder(folder / entry.name, "models folder")
     filename = filename or entry.filename or _repo_checkpoint_name(entry, folder)
-    own_folder = folder / entry.name
     own_folder.mkdir(parents=True, exist_ok=True)
     try:
         cached = Path(hf_hub_download(entry.repo_id, filename, local_files_only=True))
@@ -333,13 +396,31 @@ def download(
         cached = None
     if cached is not None:
         path = _place(cached, own_folder / filename)
+        repo_name = None  # the blob's name in the cache is its hash: the structure check suffices
     else:
         options = {"tqdm_class": _progress_bar_class(progress)} if progress and _DOWNLOAD_TAKES_TQDM_CLASS else {}
         try:
             path = Path(hf_hub_download(entry.repo_id, filename, local_dir=own_folder, **options))
         except _HUB_ERRORS as error:
             raise DownloadError(_manual_download_message(entry, folder, filename, error)) from error
+        repo_name = filename
+    try:
+        checked = verify_checkpoint(path, entry, repo_name)
+    except CheckpointError:
+        path.unlink(missing_ok=True)  # ours, and damaged: never left where a loader would take it
+        raise
+    if log:
+        log(f"{path}: {checked}{' (from the Hugging Face cache)' if cached is not None else ''}")
     if progress:
         size = path.stat().st_size
         progress(size, size)
     return path
+
+
+def _name_in_repo(path: Path, own_folder: Path) -> str | None:
+    """The repo-relative name of a file `download` placed in `own_folder`; None for a file put
+    elsewhere by hand (its name need not be the repo's)."""
+    try:
+        return path.relative_to(own_folder).as_posix()
+    except ValueError:
+        return None

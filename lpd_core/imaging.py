@@ -1,12 +1,37 @@
-"""Pictures for people: image grids and order maps, as PIL images."""
+"""Pictures for people: image grids and order maps, as PIL images, and saving them safely."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from .errors import OutputError
+from .files import atomic_write, check_writable
+
+# Image files the CLI writes, by suffix → PIL format. PNG is lossless; the others are there
+# because users ask for them by name.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                 ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def check_image_path(path) -> Path:
+    """An output image path of a known type in a folder that can be written (OutputError if not),
+    checked before any work is done."""
+    path = check_writable(path, "output image")
+    if path.suffix.lower() not in IMAGE_FORMATS:
+        raise OutputError(f"{path} has no image extension ({path.suffix or 'none'}); name the output "
+                          f"{path.with_suffix('.png').name} (or .jpg, .webp, .bmp, .tif)")
+    return path
+
+
+def save_image(picture: Image.Image, path) -> Path:
+    """Write a PIL image atomically, in the format its suffix names (see `check_image_path`)."""
+    path = check_image_path(path)
+    return atomic_write(path, lambda temp: picture.save(temp, format=IMAGE_FORMATS[path.suffix.lower()]))
 
 
 def to_pil(image: torch.Tensor | np.ndarray) -> Image.Image:

@@ -21,6 +21,8 @@ import torch
 from PIL import Image
 
 from lpd_core import bulk
+from lpd_core.bulk import outputs
+from lpd_core.files import atomic_write
 
 from conftest import REFERENCE, REFERENCE_HEADS
 
@@ -180,7 +182,7 @@ def test_interrupt_abandons_the_batch_cleanly_then_resumes(clean_run, converted,
     """SIGTERM (what torchrun sends on Ctrl-C) stops the run like Ctrl-C: no partial file remains."""
     out = tmp_path / "interrupted"
     written = []
-    original = bulk.write_png
+    original = outputs.write_png
 
     def write_then_signal(image, path):
         if len(written) == 4:  # in the middle of a write: its temp file exists
@@ -188,11 +190,11 @@ def test_interrupt_abandons_the_batch_cleanly_then_resumes(clean_run, converted,
                 temp.write_bytes(b"half a png")
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(5)  # the handler raises KeyboardInterrupt here
-            bulk._atomic_write(path, partial)
+            atomic_write(path, partial)
         original(image, path)
         written.append(path)
 
-    monkeypatch.setattr(bulk, "write_png", write_then_signal)
+    monkeypatch.setattr(outputs, "write_png", write_then_signal)
     with pytest.raises(KeyboardInterrupt):
         run_here(out, converted, batch_size=4)
     monkeypatch.undo()
@@ -225,3 +227,98 @@ def test_class_list_and_shards():
     assert all(not set(a) & set(b) for a in parts for b in parts if a is not b)
     assert bulk.image_path("x", 123).as_posix() == "x/images/000123.png"
     assert bulk.image_path("x", 1234567).name == "1234567.png"
+
+
+# One folder, one run (on the bundled demo model: 8×8 tokens, fast on the CPU)
+
+DEMO_RUN = dict(num_images=3, steps=4, seed=11, batch_size=2, device="cpu", progress=False)
+
+
+def demo_run(out, **overrides):
+    lines = []
+    manifest = bulk.sample_many(out, log=lines.append, **{**DEMO_RUN, **overrides})
+    return manifest, lines
+
+
+def files_in(folder) -> dict:
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def other_weights(tmp_path_factory):
+    """The demo model and tokenizer with one weight changed each: same shapes, same position
+    embedding, same codebook; another run's images."""
+    from lpd_core.checkpoints import load_pair
+    from lpd_core.weights import save_model, save_tokenizer
+    folder = tmp_path_factory.mktemp("other")
+    model, tokenizer = load_pair()
+    with torch.no_grad():
+        model.head.weight[0, 0] += 0.5
+        tokenizer.decoder.conv_out.bias[0] += 0.5
+    return save_model(model, folder / "model.safetensors"), save_tokenizer(tokenizer, folder / "vq.safetensors")
+
+
+def test_resume_with_other_weights_is_refused(tmp_path, other_weights):
+    from lpd_core.checkpoints import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH
+    from lpd_core.errors import ResumeError
+    out = tmp_path / "run"
+    manifest, _ = demo_run(out, num_images=2)
+    assert len(manifest["settings"]["model_sha256"]) == 64
+    before = files_in(out)
+    model, tokenizer = map(str, other_weights)
+    for spec, kind in (((model, str(DEMO_TOKENIZER_PATH)), "model_sha256"),
+                       ((str(DEMO_MODEL_PATH), tokenizer), "tokenizer_sha256")):
+        with pytest.raises(ResumeError, match=f"started with other weights \\({kind}: .* there"):
+            demo_run(out, model=spec[0], tokenizer=spec[1])
+        assert files_in(out) == before  # nothing added, nothing removed (the lock file went away too)
+    # the same weights under another name resume (and extend) the run
+    manifest, lines = demo_run(out, model=str(DEMO_MODEL_PATH), tokenizer=str(DEMO_TOKENIZER_PATH))
+    assert manifest["last_run"]["images_sampled"] == 1 and any(line.startswith("resuming: 2 of 3") for line in lines)
+
+
+def test_a_bad_setting_never_poisons_the_folder(tmp_path):
+    from lpd_core.errors import SettingError
+    out = tmp_path / "run"
+    with pytest.raises(SettingError, match="top_p must be a finite number more than 0"):
+        demo_run(out, top_p=0.0)
+    assert not out.exists()
+    manifest, _ = demo_run(out, top_p=1.0)  # the corrected command just runs
+    assert manifest["status"] == "complete" and manifest["settings"]["top_p"] == 1.0
+    json.loads((out / "manifest.json").read_text())  # valid JSON
+
+
+def test_a_second_run_on_a_busy_folder_is_refused(tmp_path):
+    from lpd_core.bulk.provenance import LOCK_NAME, FolderLock
+    from lpd_core.errors import ResumeError
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = FolderLock(out)
+    holder.acquire()  # another run is writing here
+    try:
+        with pytest.raises(ResumeError, match=r"another sample-many run \(pid \d+ on .*\) is writing to"):
+            demo_run(out)
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # no image computed, no manifest
+    finally:
+        holder.release()
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_a_lock_left_by_a_killed_run_is_not_in_the_way(tmp_path):
+    from lpd_core.bulk.provenance import LOCK_NAME
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("pid 999999 on a machine that crashed")  # the file, but nobody holds it
+    manifest, _ = demo_run(out)
+    assert manifest["status"] == "complete" and not (out / LOCK_NAME).exists()
+
+
+def test_state_dict_sha256_covers_every_tensor():
+    from lpd_core.bulk.provenance import state_dict_sha256
+    module = torch.nn.Linear(3, 2)
+    before = state_dict_sha256(module)
+    with torch.no_grad():
+        module.bias[1] += 1e-6
+    assert state_dict_sha256(module) != before
+    assert state_dict_sha256(module.to(torch.bfloat16)) != state_dict_sha256(module.float())

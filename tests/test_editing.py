@@ -94,3 +94,40 @@ def test_pad_for_outpaint_masks_the_new_band():
     assert mask[0, 16:112, :96].eq(0).all()  # the image fills the rest (centred, aspect kept)
     with pytest.raises(ValueError, match="must be ≥ 0 and leave room"):
         pad_for_outpaint(image, SIZE, 16, left=4, right=4)
+
+
+# One fitting rule, one mask rule
+
+
+def test_fit_to_resolution_is_antialiased_both_ways_and_centre_crops():
+    from lpd_core.editing import fit_to_resolution
+    import torch.nn.functional as F
+    image = torch.rand(1, 48, 80, 3, generator=torch.Generator().manual_seed(1))
+    for size in (32, 96):  # shrinking, enlarging: the same rule
+        fitted = fit_to_resolution(image, size)
+        scaled_w = round(80 * size / 48)
+        expected = F.interpolate(image.permute(0, 3, 1, 2), size=(size, scaled_w), mode="bicubic",
+                                 align_corners=False, antialias=True)
+        left = (scaled_w - size) // 2
+        expected = expected[..., left:left + size].clamp(0, 1).permute(0, 2, 3, 1)
+        assert fitted.shape == (1, size, size, 3) and torch.equal(fitted, expected)
+        assert 0 <= fitted.min() and fitted.max() <= 1
+    assert torch.equal(fit_to_resolution(image[:, :48, :48], 48), image[:, :48, :48])  # nothing to do
+
+
+def test_edit_refuses_a_mask_of_another_aspect_ratio(reference_model, reference_vq, picture):
+    from lpd_core.errors import SettingError
+    wide = torch.zeros(SIZE, SIZE * 2)
+    wide[:, :SIZE] = 1  # would be cropped to its centre, regenerating the wrong half
+    with pytest.raises(SettingError, match=r"mask is 256×128 px but the image 128×128 px: their aspect ratios differ"):
+        edit(reference_model, reference_vq, picture, wide, [3], steps=4)
+    half = square_mask()[::2, ::2]  # another size, the same ratio: fitted like the image
+    result = edit(reference_model, reference_vq, picture, half, [3], steps=4, seed=1)
+    assert torch.equal(result.regenerated, mask_to_grid(square_mask(), GRID))
+
+
+def test_grey_images_are_edited_as_rgb(reference_model, reference_vq, picture):
+    grey = picture.mean(-1, keepdim=True)
+    one = edit(reference_model, reference_vq, grey, square_mask(), [3], steps=4, seed=2)
+    three = edit(reference_model, reference_vq, grey.expand(-1, -1, -1, 3), square_mask(), [3], steps=4, seed=2)
+    assert torch.equal(one.images, three.images) and torch.equal(one.tokens, three.tokens)

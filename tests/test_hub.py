@@ -24,13 +24,33 @@ from lpd_core.hub import (
     LPD_MODELS,
     DownloadError,
     default_cfg,
-    default_repulsion,
+    published_repulsion,
     download,
     get_checkpoint,
     resolve_local,
 )
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def checkpoint_bytes(kind: str, value: float = 1.0, size: int = 4) -> bytes:
+    """A small but well-formed checkpoint file: "safetensors" or "torch" (torch.save's zip format)."""
+    import io
+
+    import torch
+    from safetensors.torch import save
+
+    tensors = {"weight": torch.full((size,), value)}
+    if kind == "safetensors":
+        return save(tensors)
+    buffer = io.BytesIO()
+    torch.save({"model": tensors}, buffer)
+    return buffer.getvalue()
+
+
+TOKENIZER = checkpoint_bytes("torch", 2.0)
+MODEL_PTH = checkpoint_bytes("torch", 3.0)
+MODEL_SAFE = checkpoint_bytes("safetensors", 4.0)
 
 
 @pytest.fixture
@@ -103,9 +123,9 @@ def test_default_cfg_rejects_tokenizer_and_bad_steps():
         default_cfg("lpd_l_256", 0)
 
 
-def test_default_repulsion():
-    assert default_repulsion("lpd_xxl_256") == 3
-    assert default_repulsion("lpd_l_256") is None
+def test_published_repulsion():
+    assert published_repulsion("lpd_xxl_256") == 3
+    assert published_repulsion("lpd_l_256") is None
 
 
 # Offline: the folder and the hub cache
@@ -115,38 +135,38 @@ def test_file_already_in_folder_is_returned_without_the_hub(tmp_path, hub_cache)
     models = tmp_path / "models"
     by_hand = models / "vq_ds16_c2i.pt"
     by_hand.parent.mkdir()
-    by_hand.write_bytes(b"tokenizer")
+    by_hand.write_bytes(TOKENIZER)
     assert download("vq_ds16_c2i", models) == by_hand
     lpd = models / "lpd_l_256" / "lpd_l_256.pth"
     lpd.parent.mkdir()
-    lpd.write_bytes(b"model")
+    lpd.write_bytes(MODEL_PTH)
     assert resolve_local("lpd_l_256", models) == lpd
     assert download("lpd_l_256", models) == lpd
 
 
 def test_file_named_after_the_registry_name_is_found(tmp_path):
-    (tmp_path / "lpd_xl_512.safetensors").write_bytes(b"model")
+    (tmp_path / "lpd_xl_512.safetensors").write_bytes(MODEL_SAFE)
     assert resolve_local("lpd_xl_512", tmp_path) == tmp_path / "lpd_xl_512.safetensors"
     assert resolve_local("lpd_l_512", tmp_path) is None
 
 
 def test_download_takes_the_file_from_the_hub_cache(tmp_path, hub_cache):
-    add_to_cache(hub_cache, "FoundationVision/LlamaGen", "vq_ds16_c2i.pt", b"tokenizer weights")
+    add_to_cache(hub_cache, "FoundationVision/LlamaGen", "vq_ds16_c2i.pt", TOKENIZER)
     reported = []
     path = download("vq_ds16_c2i", tmp_path / "models", progress=lambda done, total: reported.append((done, total)))
     assert path == tmp_path / "models" / "vq_ds16_c2i" / "vq_ds16_c2i.pt"
-    assert path.read_bytes() == b"tokenizer weights" and not path.is_symlink()
-    assert reported[-1] == (17, 17)
+    assert path.read_bytes() == TOKENIZER and not path.is_symlink()
+    assert reported[-1] == (len(TOKENIZER), len(TOKENIZER))
     assert resolve_local("vq_ds16_c2i", tmp_path / "models") == path
 
 
 def test_lpd_file_name_is_resolved_from_the_cached_snapshot(tmp_path, hub_cache):
     # Offline, huggingface_hub cannot list a repo; the cached snapshot tells the file name instead.
-    add_to_cache(hub_cache, "mit-han-lab/lpd_l_256", "lpd_l_256.pth", b"pickled model")
+    add_to_cache(hub_cache, "mit-han-lab/lpd_l_256", "lpd_l_256.pth", MODEL_PTH)
     add_to_cache(hub_cache, "mit-han-lab/lpd_l_256", "README.md", b"readme")
     path = download("lpd_l_256", tmp_path)
     assert path == tmp_path / "lpd_l_256" / "lpd_l_256.pth"
-    assert path.read_bytes() == b"pickled model"
+    assert path.read_bytes() == MODEL_PTH
 
 
 def test_offline_and_not_cached_names_file_url_and_folder(tmp_path, hub_cache):
@@ -180,10 +200,10 @@ def test_unfinished_downloads_are_never_taken_for_a_model(tmp_path, hub_cache):
 def test_local_checkpoint_choice(tmp_path):
     own_folder = tmp_path / "lpd_l_256"
     own_folder.mkdir()
-    (own_folder / "model.pth").write_bytes(b"pickle")
-    (own_folder / "model.safetensors").write_bytes(b"safe")
+    (own_folder / "model.pth").write_bytes(MODEL_PTH)
+    (own_folder / "model.safetensors").write_bytes(MODEL_SAFE)
     assert resolve_local("lpd_l_256", tmp_path) == own_folder / "model.safetensors"
-    (own_folder / "other.safetensors").write_bytes(b"safe")
+    (own_folder / "other.safetensors").write_bytes(MODEL_SAFE)
     with pytest.raises(ValueError, match="several .safetensors checkpoints.*filename="):
         resolve_local("lpd_l_256", tmp_path)
     assert resolve_local("lpd_l_256", tmp_path, filename="model.pth") == own_folder / "model.pth"
@@ -199,6 +219,7 @@ class FakeHub(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), FakeHubHandler)
         self.repos = repos
         self.gets = []
+        self.etags: dict[str, str] = {}  # file name -> announced sha256, to serve files that do not match
 
     @property
     def endpoint(self) -> str:
@@ -237,7 +258,7 @@ class FakeHubHandler(BaseHTTPRequestHandler):
             self.server.gets.append(filename)
         headers = {
             "X-Repo-Commit": COMMIT,
-            "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
+            "ETag": f'"{self.server.etags.get(filename) or hashlib.sha256(content).hexdigest()}"',
             "Content-Length": str(len(content)),
         }
         self._reply(200, headers, content)
@@ -268,7 +289,7 @@ def fake_hub(hub_cache, monkeypatch):
 
 
 def test_online_download_resolves_the_file_name_and_reports_progress(tmp_path, fake_hub):
-    weights = bytes(range(256)) * 20  # 5 chunks of 1 KiB
+    weights = checkpoint_bytes("torch", 5.0, size=1200)  # several chunks of 1 KiB
     fake_hub.repos["mit-han-lab/lpd_l_256"] = {"README.md": b"readme", "lpd_l_256.pth": weights}
     reported = []
     path = download("lpd_l_256", tmp_path, progress=lambda done, total: reported.append((done, total)))
@@ -276,7 +297,7 @@ def test_online_download_resolves_the_file_name_and_reports_progress(tmp_path, f
     assert path.read_bytes() == weights
     assert fake_hub.gets == ["lpd_l_256.pth"]
     done = [d for d, _ in reported]
-    assert len(reported) > 5 and done == sorted(done)
+    assert len(reported) > 4 and done == sorted(done)
     assert reported[-1] == (len(weights), len(weights))
     assert not list(tmp_path.rglob("*.incomplete"))
     # Second call: the file is in the folder, so no request at all.
@@ -285,10 +306,11 @@ def test_online_download_resolves_the_file_name_and_reports_progress(tmp_path, f
 
 
 def test_repo_with_several_checkpoints_asks_for_a_file_name(tmp_path, fake_hub):
-    fake_hub.repos["mit-han-lab/lpd_xl_256"] = {"a.safetensors": b"1", "b.safetensors": b"2", "c.pth": b"3"}
+    fake_hub.repos["mit-han-lab/lpd_xl_256"] = {"a.safetensors": MODEL_SAFE, "b.safetensors": MODEL_SAFE,
+                                                "c.pth": MODEL_PTH}
     with pytest.raises(ValueError, match="several .safetensors checkpoints.*a.safetensors, b.safetensors"):
         download("lpd_xl_256", tmp_path)
-    assert download("lpd_xl_256", tmp_path, filename="c.pth").read_bytes() == b"3"
+    assert download("lpd_xl_256", tmp_path, filename="c.pth").read_bytes() == MODEL_PTH
 
 
 def test_missing_file_on_the_hub_is_a_download_error(tmp_path, fake_hub):
@@ -305,7 +327,7 @@ def test_interrupted_download_leaves_no_file_at_the_final_path(tmp_path, fake_hu
         if done >= 1024:
             raise Interrupted  # what ComfyUI's cancel button does from a progress hook
 
-    weights = b"w" * 4096
+    weights = checkpoint_bytes("torch", 6.0, size=1200)
     fake_hub.repos["FoundationVision/LlamaGen"] = {"vq_ds16_c2i.pt": weights}
     with pytest.raises(Interrupted):
         download("vq_ds16_c2i", tmp_path, progress=interrupt_after_first_chunk)
@@ -327,3 +349,68 @@ def test_unreachable_hub_is_a_download_error(tmp_path, hub_cache, monkeypatch):
     # hf_hub_download turns the refused connection into LocalEntryNotFoundError.
     with pytest.raises(DownloadError, match="could not be reached.*LocalEntryNotFoundError"):
         download("vq_ds16_c2i", tmp_path)
+
+
+# Verification: nothing damaged is reported as ready
+
+
+def test_damaged_file_in_the_folder_is_refused_with_what_to_do(tmp_path, hub_cache):
+    from lpd_core.errors import CheckpointError
+    own = tmp_path / "vq_ds16_c2i"
+    own.mkdir()
+    for content, problem in ((b"", "is empty (0 bytes)"), (TOKENIZER[: len(TOKENIZER) // 2], "truncated or damaged"),
+                             (b"<html>rate limited</html>", "it is an HTML or XML page")):
+        (own / "vq_ds16_c2i.pt").write_bytes(content)
+        with pytest.raises(CheckpointError) as error:
+            download("vq_ds16_c2i", tmp_path)
+        message = str(error.value)
+        assert str(own / "vq_ds16_c2i.pt") in message and problem in message
+        assert "delete it and run python -m lpd_core download vq_ds16_c2i again" in message
+        assert (own / "vq_ds16_c2i.pt").read_bytes() == content  # the user's file: reported, not removed
+
+
+def test_truncated_safetensors_by_hand_is_refused(tmp_path, hub_cache):
+    from lpd_core.errors import CheckpointError
+    (tmp_path / "lpd_xl_512.safetensors").write_bytes(MODEL_SAFE[:-3])
+    with pytest.raises(CheckpointError, match=r"lpd_xl_512.safetensors is truncated: its header describes \d+ bytes"):
+        download("lpd_xl_512", tmp_path)
+
+
+def test_damaged_blob_in_the_hub_cache_is_not_placed(tmp_path, hub_cache):
+    from lpd_core.errors import CheckpointError
+    add_to_cache(hub_cache, "FoundationVision/LlamaGen", "vq_ds16_c2i.pt", TOKENIZER[:100])
+    with pytest.raises(CheckpointError, match="truncated or damaged"):
+        download("vq_ds16_c2i", tmp_path)
+    assert resolve_local("vq_ds16_c2i", tmp_path) is None and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_fetched_file_that_does_not_match_the_hubs_hash_is_removed(tmp_path, fake_hub):
+    """The server announces (ETag: the sha256 the Hub publishes for LFS files) other bytes than it sends."""
+    from lpd_core.errors import CheckpointError
+    fake_hub.repos["FoundationVision/LlamaGen"] = {"vq_ds16_c2i.pt": TOKENIZER}
+    fake_hub.etags["vq_ds16_c2i.pt"] = hashlib.sha256(b"the real file").hexdigest()
+    with pytest.raises(CheckpointError, match=r"is damaged: its hash .* differs from FoundationVision/LlamaGen"):
+        download("vq_ds16_c2i", tmp_path)
+    assert not (tmp_path / "vq_ds16_c2i" / "vq_ds16_c2i.pt").exists()
+    del fake_hub.etags["vq_ds16_c2i.pt"]
+    assert download("vq_ds16_c2i", tmp_path).read_bytes() == TOKENIZER  # the next try fetches it anew
+
+
+def test_check_hub_compares_a_file_on_disk_with_the_hub(tmp_path, fake_hub):
+    from lpd_core.errors import CheckpointError
+    fake_hub.repos["FoundationVision/LlamaGen"] = {"vq_ds16_c2i.pt": TOKENIZER}
+    lines = []
+    path = download("vq_ds16_c2i", tmp_path, check_hub=True, log=lines.append)
+    assert lines == [f"{path}: size and hash match the Hub's"]
+    path.write_bytes(checkpoint_bytes("torch", 9.0))  # well-formed, same size, other weights
+    assert path.stat().st_size == len(TOKENIZER)
+    assert download("vq_ds16_c2i", tmp_path) == path  # loading never asks the Hub
+    with pytest.raises(CheckpointError, match=r"its hash .* differs from FoundationVision/LlamaGen/vq_ds16_c2i.pt"):
+        download("vq_ds16_c2i", tmp_path, check_hub=True)
+
+
+def test_offline_check_says_what_was_checked(tmp_path, hub_cache):
+    (tmp_path / "vq_ds16_c2i.pt").write_bytes(TOKENIZER)
+    lines = []
+    download("vq_ds16_c2i", tmp_path, check_hub=True, log=lines.append)
+    assert lines == [f"{tmp_path / 'vq_ds16_c2i.pt'}: structure checked (offline: size and hash not compared with the Hub)"]

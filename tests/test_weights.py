@@ -75,7 +75,8 @@ def test_wrong_kind_of_checkpoint_is_named():
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+    from lpd_core.errors import CheckpointError
+    with pytest.raises(CheckpointError, match="checkpoint not found: .*nowhere.pth.*python -m lpd_core download"):
         load_model(tmp_path / "nowhere.pth")
 
 
