@@ -138,3 +138,24 @@ def test_failed_capture_falls_back_with_one_log_line(reference_model, schedule, 
     finally:
         release_fast_state(reference_model)
         fast._capture_failed.clear()
+
+
+def test_memory_estimate_counts_what_the_decoder_holds(reference_model, schedule):
+    from lpd_core.fast import decoder_memory_bytes, decoder_memory_parts
+    config = reference_model.config
+    generate(reference_model, schedule, [1, 2, 3], cfg=2.0, fast=True)
+    buffers = static_decoder(reference_model, 3, True).buffers
+    held = [buffers.cache.keys, buffers.cache.values, buffers.ordered, buffers.position_rows, buffers.uniforms,
+            buffers.condition]
+    release_fast_state(reference_model)
+    longest = max(previous + size for previous, size in zip([1, *GROUPS[:-1]], GROUPS))
+    parts = decoder_memory_parts(config, 6, torch.float32, longest)
+    held_bytes = sum(t.numel() * t.element_size() for t in held)
+    assert held_bytes <= parts["cache"] + parts["buffers"] <= 1.01 * held_bytes
+    # every captured shape keeps its (B, L, vocab) logits; the longest step's logits for all rows are transient
+    assert parts["outputs"] >= 3 * padded_length(longest) * config.vocab_size * 4
+    assert parts["step"] >= 6 * padded_length(longest) * config.vocab_size * 4
+    total = decoder_memory_bytes(config, 6, torch.float32, longest)
+    assert total == sum(parts.values())
+    assert decoder_memory_bytes(config, 6, torch.bfloat16, longest) < total < decoder_memory_bytes(
+        config, 12, torch.float32, longest)
