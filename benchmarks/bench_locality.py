@@ -8,7 +8,10 @@ and of the raster order, and checks the locality bar (adjacency no more than 0.0
 mean, nn_dist_cheb and sep_touch_frac no more than 0.02 above it, every order valid). Then the
 milliseconds per order (median over seeds of single runs, and of the best of 3 runs per seed),
 next to the reference's time per order (same kind of 2-core CPU) and the speed limits (2 ms for
-16x16 in 20 steps, 20 ms for 32x32 in 48 steps, checked on the best-of-3 median).
+16x16 in 20 steps, 20 ms for 32x32 in 48 steps, checked on the best-of-3 median). Last, one order
+per image for a batch (`schedule.build_orders`, as sample-many needs them): 64 orders of 16x16 in
+20 steps built together, against `build_schedule` in a loop (target 15 ms; reported, not checked,
+since it depends on how busy the shared CPU is).
 Exits with status 1 if a bar or a limit is missed.
 """
 
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from lpd_core.locality import locality_order, order_metrics
+from lpd_core.schedule import build_orders, build_schedule
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -112,6 +116,23 @@ def print_timings(timings: dict, reference_seconds: dict) -> list[str]:
     return missed
 
 
+def print_batch_timing(sizes: list[int], batch: int = 64, repeats: int = 7) -> None:
+    """ms for `batch` locality orders (16x16), built together and with build_schedule in a loop."""
+    def median_ms(function) -> float:
+        times = []
+        for repeat in range(repeats):
+            start = time.perf_counter()
+            function(repeat)
+            times.append(time.perf_counter() - start)
+        return 1e3 * statistics.median(times)
+
+    seeds = lambda repeat: range(repeat * batch, (repeat + 1) * batch)  # noqa: E731
+    together = median_ms(lambda r: build_orders(16, 16, sizes, "locality", seeds(r)))
+    one_by_one = median_ms(lambda r: [build_schedule(16, group_sizes=sizes, seed=s) for s in seeds(r)])
+    print(f"\n{batch} locality orders, 16x16, 20 steps (median of {repeats}, load average "
+          f"{os.getloadavg()[0]:.2f}): build_orders {together:.1f} ms, build_schedule loop {one_by_one:.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="30 seeds for 16x16 and 5 for 32x32 (default 200 and 30)")
@@ -126,6 +147,7 @@ def main() -> None:
         missed += print_config(name, means, reference["values"][name])
         timings[name] = (single, best, seeds_by_side[side])
     missed += print_timings(timings, reference["timing_s_per_order_reference"])
+    print_batch_timing(group_sizes(16, 20))
 
     print("\nall bars met" if not missed else "\nMISSED: " + ", ".join(missed))
     sys.exit(1 if missed else 0)

@@ -1,16 +1,21 @@
-"""The fast path of the decode loop: fixed-shape steps, replayed as CUDA graphs.
+"""The fast path of the decode loop: fixed-shape whole steps, replayed as CUDA graphs.
 
 At batch 1 a decode step is a few hundred small kernels, and launching them from Python costs more
 than running them. `generate(..., fast=True)` therefore pads every step to a multiple of
 `ROW_MULTIPLE` rows (padding rows write to spare cache slots that nothing attends to), so a
 schedule needs only a handful of step shapes; on CUDA each shape is captured once as a CUDA graph
-over a KV cache that stays put, and every later step of that shape is one graph replay.
+of the whole step (`lpd_core.step.decode_step`: embeddings, transformer, guidance, filters and the
+seeded draw) over buffers that stay put, and every later step of that shape is one copy of its
+rows into the graph's input and one replay.
 
-The state (cache, graphs, their input buffers) lives on the model, for one batch size at a time,
+The state (buffers, graphs) lives on the model, for one batch size and guidance setting at a time,
 and is rebuilt when the model's weights move (ComfyUI offloading it, `.to()`), change dtype or the
-batch changes. `release_fast_state(model)` frees it. Where capture fails (some cudaMallocAsync
-set-ups, old drivers, ...) the steps run without graphs after one log line; it never fails the
-generation. On the CPU there is nothing to capture: the padded steps run as they are.
+batch changes; labels, seeds, orders, cfg, temperature and top-p are graph inputs, so they never
+cause a new capture (a new top-k or switching greedy/nucleus on or off captures that variant once).
+`release_fast_state(model)` frees it. Where capture fails (some cudaMallocAsync set-ups, old
+drivers, ...) the same steps run without graphs after one log line; it never fails the
+generation. On the CPU there is nothing to capture: the step function runs eagerly over the same
+buffers and full-cache shapes a graph would replay.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import logging
 
 import torch
 
-from .model import LPD, KVCache
+from .model import LPD
+from .step import QUERY_ROW, STEP_RANGE, DecodeBuffers, Sampling, StepPlan, decode_step
 
 log = logging.getLogger("lpd_core")
 
@@ -34,116 +40,144 @@ def on_by_default(device) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def _fingerprint(model: LPD, rows: int) -> tuple:
+def padded_length(length: int) -> int:
+    return -(-length // ROW_MULTIPLE) * ROW_MULTIPLE
+
+
+def _fingerprint(model: LPD, batch: int, guided: bool) -> tuple:
     """Everything a captured graph depends on: a graph reads weights at fixed addresses."""
-    return rows, model.pos_embed.device, model.pos_embed.dtype, tuple(p.data_ptr() for p in model.parameters())
+    return (batch, guided, model.pos_embed.device, model.pos_embed.dtype,
+            tuple(p.data_ptr() for p in model.parameters()))
 
 
-class _Graph:
-    """One captured step shape: its input buffers, the graph, and the output it writes."""
+class _ShapeStep:
+    """The step for one length and sampling variant: its input rows buffer and, on CUDA, the
+    graph that replays `decode_step` over it. Without a graph, calling it runs the same function
+    over the same buffers."""
 
-    def __init__(self, model: LPD, cache: KVCache, rows: int, length: int, pool):
-        device, dtype, dim = model.pos_embed.device, model.pos_embed.dtype, model.config.embed_dim
-        self.content = torch.zeros(rows, length, dim, device=device, dtype=dtype)
-        self.positions = torch.zeros_like(self.content)
-        self.slots = torch.arange(length, device=device)  # distinct slots for the warm-up writes
-        self.visible_end = torch.full((length,), cache.slots, device=device)
+    def __init__(self, model: LPD, buffers: DecodeBuffers, sampling: Sampling, length: int):
+        device, slots = buffers.ordered.device, buffers.cache.slots
+        # distinct slots, so the warm-up and capture runs write where nothing is read yet
+        self.rows = torch.stack([torch.arange(length), torch.full((length,), slots),
+                                 torch.full((length,), QUERY_ROW)]).to(device)
+        self.graph = None
+        self.run = lambda: decode_step(model, buffers, self.rows, sampling)
 
-        def run():
-            return model.step(self.content, self.positions, cache, self.slots, self.visible_end)
-
-        # Warm-up and capture write into the cache. That is harmless: capture happens before a
-        # generation starts, and a step reads only slots written earlier in its own generation.
+    def capture(self, pool) -> None:
+        # Warm-up and capture write into the buffers. That is harmless: capture happens before a
+        # generation loads its values, and a step reads only slots written earlier in its own run.
+        device = self.rows.device
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             for _ in range(WARMUP_RUNS):
-                run()
+                self.run()
         torch.cuda.current_stream(device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=pool, capture_error_mode="thread_local"):
-            self.output = run()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            self.output = self.run()
+        self.graph = graph
 
-    def __call__(self, content, positions, slots, visible_end) -> torch.Tensor:
-        self.content.copy_(content)
-        self.positions.copy_(positions)
-        self.slots.copy_(slots)
-        self.visible_end.copy_(visible_end)
-        self.graph.replay()
-        return self.output
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        self.rows.copy_(rows)
+        with torch.profiler.record_function(STEP_RANGE):
+            if self.graph is None:
+                return self.run()
+            self.graph.replay()
+            return self.output
 
 
 class StaticDecoder:
-    """Fixed-shape decode steps for one model and one batch (rows = batch, ×2 with guidance)."""
+    """Fixed-shape whole decode steps for one model, batch and guidance setting. Called with a
+    step's plan like `lpd_core.step.EagerStep`; `prepare` first makes the step shapes a run needs."""
 
-    def __init__(self, model: LPD, rows: int):
+    def __init__(self, model: LPD, batch: int, guided: bool):
         self.model = model
-        self.rows = rows
-        self.fingerprint = _fingerprint(model, rows)
+        self.fingerprint = _fingerprint(model, batch, guided)
+        self.buffers = DecodeBuffers(model, batch, guided, spare=ROW_MULTIPLE - 1)
+        self.steps: dict[tuple[int, Sampling], _ShapeStep] = {}
         device = model.pos_embed.device
-        self.cache = KVCache(model.config, rows, device, model.pos_embed.dtype, spare=ROW_MULTIPLE - 1)
-        self.graphs: dict[int, _Graph] = {}
         self.use_graphs = device.type == "cuda" and device not in _capture_failed
         # The graphs of one decoder run one after another, so they can share one memory pool. The
         # cudaMallocAsync allocator (ComfyUI's default) keeps graph memory its own way: no pool.
         native = self.use_graphs and torch.cuda.get_allocator_backend() == "native"
         self.pool = torch.cuda.graph_pool_handle() if native else None
+        self.sampling: Sampling | None = None
 
-    @staticmethod
-    def padded_length(length: int) -> int:
-        return -(-length // ROW_MULTIPLE) * ROW_MULTIPLE
+    padded_length = staticmethod(padded_length)
 
-    def prepare(self, lengths) -> None:
-        """Capture a graph for every step length not captured yet (CUDA only)."""
-        if not self.use_graphs:
-            return
-        for length in sorted(set(lengths) - set(self.graphs)):
-            try:
-                self.graphs[length] = _Graph(self.model, self.cache, self.rows, length, self.pool)
-            except Exception as error:  # any capture failure: run the same steps without graphs
-                log.warning("lpd_core: CUDA graph capture failed (%s: %s); decoding without graphs",
-                            type(error).__name__, (str(error).splitlines() or [""])[0])
-                self.use_graphs = False
-                _capture_failed.add(self.cache.keys.device)
-                self.graphs.clear()
-                return
+    def prepare(self, plans: list[StepPlan], sampling: Sampling) -> None:
+        """Make (on CUDA: capture) the step of every length in `plans` not made yet."""
+        self.sampling = sampling
+        for length in sorted({plan.length for plan in plans}):
+            if (length, sampling) in self.steps:
+                continue
+            step = _ShapeStep(self.model, self.buffers, sampling, length)
+            if self.use_graphs:
+                try:
+                    step.capture(self.pool)
+                except Exception as error:  # any capture failure: run the same steps without graphs
+                    log.warning("lpd_core: CUDA graph capture failed (%s: %s); decoding without graphs",
+                                type(error).__name__, (str(error).splitlines() or [""])[0])
+                    self.use_graphs = False
+                    _capture_failed.add(self.buffers.cache.keys.device)
+                    for made in self.steps.values():
+                        made.graph = None
+                    step.graph = None
+            self.steps[length, sampling] = step
 
-    def run(self, content, positions, slots, visible_end, query_rows: slice, span: int) -> torch.Tensor:
-        """Logits (rows, queries, vocab) of the query rows; a fresh tensor, not a graph buffer.
-        Without a graph, attention reads only the first `span` slots (all a step can see); a graph
-        reads the whole cache, the price of one shape for every step."""
-        graph = self.graphs.get(content.shape[1])
-        if graph is None:
-            return self.model.step(content, positions, self.cache, slots, visible_end, span)[:, query_rows]
-        return graph(content, positions, slots, visible_end)[:, query_rows].clone()
+    def __call__(self, plan: StepPlan) -> torch.Tensor:
+        """Run the step; its guided logits (B, L, vocab) are a graph buffer until the next step."""
+        return self.steps[plan.length, self.sampling](plan.rows)
 
 
-def decoder_memory_bytes(config, rows: int, dtype: torch.dtype, max_step_rows: int) -> int:
+def decoder_memory_bytes(config, rows: int, dtype: torch.dtype, max_step_rows: int, guided: bool = True) -> int:
     """Device memory the fast path keeps for `rows` rows (batch, ×2 with guidance) while the model
-    stays loaded: the KV cache, plus the step's activations and logits that the graph pool holds,
-    for steps of up to `max_step_rows` rows. What a memory manager should reserve beside the weights."""
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    stays loaded, for steps of up to `max_step_rows` input rows: what a memory manager should
+    reserve beside the weights. `guided=False` for cfg 1 (rows = batch). See
+    `decoder_memory_parts` for the parts."""
+    return sum(decoder_memory_parts(config, rows, dtype, max_step_rows, guided).values())
+
+
+def decoder_memory_parts(config, rows: int, dtype: torch.dtype, max_step_rows: int,
+                         guided: bool = True) -> dict[str, int]:
+    """The parts of `decoder_memory_bytes`:
+
+    - `cache`: keys and values of every layer, (rows, slots, width) each;
+    - `buffers`: per slot and sample the token, position row (int64) and uniform (float64); the
+      class-slot embeddings;
+    - `outputs`: each captured step shape keeps its guided logits (B, L, vocab) alive, one shape
+      per multiple of `ROW_MULTIPLE` up to the longest step (an upper bound: a schedule uses some);
+    - `step`: the largest step's transient tensors, which the graphs' shared pool holds: the
+      widest of the transformer (input, residual, qkv, attention output, MLP hidden and its GELU)
+      and of the sampling tail (raw logits for all rows, then float32 logits, their softmax and
+      the float64 running sum for the draw; top-p adds a sort).
+    """
+    item = torch.empty((), dtype=dtype).element_size()
+    width, vocab = config.embed_dim, config.vocab_size
     slots = 1 + config.num_tokens + ROW_MULTIPLE - 1
-    cache = 2 * config.depth * rows * slots * config.embed_dim * itemsize
-    length = StaticDecoder.padded_length(max_step_rows)
-    hidden = int(config.embed_dim * config.mlp_ratio)
-    # one layer's widest tensors live at a time (qkv, MLP hidden, attention weights), plus the logits
-    activations = rows * length * (3 * config.embed_dim + hidden + config.num_heads * slots) * itemsize
-    logits = rows * length * config.vocab_size * (itemsize + 4)
-    return cache + 2 * activations + logits
+    length = padded_length(max_step_rows)
+    batch = rows // 2 if guided else rows
+    hidden = int(width * config.mlp_ratio)
+    cache = 2 * config.depth * rows * slots * width * item
+    buffers = batch * slots * (8 + 8 + 8) + 2 * rows * width * item
+    outputs = sum(batch * shape * vocab * item for shape in range(ROW_MULTIPLE, length + 1, ROW_MULTIPLE))
+    transformer = rows * length * (4 * width + 3 * width + 2 * hidden) * item + length * slots
+    sampling = rows * length * vocab * item + batch * length * vocab * (item + 4 + 4 + 8 + 8 + 4 + 8)
+    return dict(cache=cache, buffers=buffers, outputs=outputs, step=max(transformer, sampling))
 
 
-def static_decoder(model: LPD, rows: int) -> StaticDecoder:
-    """The model's fast-path state for `rows` rows, made (or remade) when needed."""
+def static_decoder(model: LPD, batch: int, guided: bool) -> StaticDecoder:
+    """The model's fast-path state for `batch` samples with or without guidance, made (or remade) when needed."""
     state = getattr(model, _STATE_ATTRIBUTE, None)
-    if state is None or state.fingerprint != _fingerprint(model, rows):
+    if state is None or state.fingerprint != _fingerprint(model, batch, guided):
         release_fast_state(model)
-        state = StaticDecoder(model, rows)
+        state = StaticDecoder(model, batch, guided)
         setattr(model, _STATE_ATTRIBUTE, state)
     return state
 
 
 def release_fast_state(model: LPD) -> None:
-    """Free the cache and graphs that `generate(..., fast=True)` keeps on the model."""
+    """Free the buffers and graphs that `generate(..., fast=True)` keeps on the model."""
     if getattr(model, _STATE_ATTRIBUTE, None) is not None:
         setattr(model, _STATE_ATTRIBUTE, None)

@@ -1,31 +1,55 @@
-"""The decode loop: one forward per group through a static KV cache.
+"""The decode loop: one whole-step call per group through a static KV cache.
 
-Every caller (ComfyUI nodes, CLI, benchmarks) goes through `generate`; `fast=True` is an option of
-this loop (fixed-shape steps replayed as CUDA graphs, see `lpd_core.fast`), not a second loop.
+Every caller (ComfyUI nodes, CLI, benchmarks) goes through `generate`. It prepares, once per
+generation, everything that depends only on the schedule (each step's rows, slots, visibility and
+span: `lpd_core.step.plan_steps`) or on the settings (guidance scales per slot, the seeded uniforms,
+the class-slot embeddings), then calls one step object per group: `lpd_core.step.EagerStep`, or
+with `fast=True` the CUDA-graph decoder of `lpd_core.fast`. The loop itself has no fast-path
+branches: the step is swapped, not branched on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from .fast import StaticDecoder, release_fast_state, static_decoder
-from .model import LPD, KVCache, group_starts, step_rows
-from .sampling import CFG_SCHEDULES, guidance_scales, guide, make_generators, sample_tokens
+from .fast import padded_length, release_fast_state, static_decoder
+from .model import LPD
+from .sampling import CFG_SCHEDULES, guidance_table, seed_uniforms
 from .schedule import Schedule, validate_group_sizes, validate_order
+from .step import DecodeBuffers, EagerStep, Sampling, plan_steps
+
+LOOP_RANGE = "lpd_core.decode_loop"  # profiler range of the step loop (see tests/test_step.py)
 
 
-@dataclass
 class DecodeStep:
-    """What the per-step callback sees after step `step` (0-based) of `total`."""
-    step: int
-    total: int
-    tokens: torch.Tensor  # (B, N) raster order; undecoded positions hold 0
-    known: torch.Tensor  # (B, N) bool: positions decoded so far
-    logits: torch.Tensor  # (B, group size, vocab) guided logits of this step, in order of the group
+    """What the per-step callback sees after step `step` (0-based) of `total`. `tokens`, `known`
+    and `logits` are computed when first read, so a callback that only counts steps costs nothing;
+    read them inside the callback (the next step overwrites what they are made from).
+
+    tokens (B, N): raster order, undecoded positions hold 0; known (B, N) bool: positions decoded
+    so far; logits (B, group size, vocab): the guided logits of this step, in order of the group."""
+
+    def __init__(self, step: int, total: int, ordered: torch.Tensor, orders: torch.Tensor, decoded: int,
+                 logits: torch.Tensor, query_rows: slice):
+        self.step, self.total = step, total
+        self._ordered, self._orders, self._decoded = ordered, orders, decoded
+        self._logits, self._query_rows = logits, query_rows
+
+    @cached_property
+    def tokens(self) -> torch.Tensor:
+        done = self._decoded
+        return torch.zeros_like(self._orders).scatter_(1, self._orders[:, :done], self._ordered[:, 1:1 + done])
+
+    @cached_property
+    def known(self) -> torch.Tensor:
+        return torch.zeros_like(self._orders, dtype=torch.bool).scatter_(1, self._orders[:, :self._decoded], True)
+
+    @cached_property
+    def logits(self) -> torch.Tensor:
+        return self._logits[:, self._query_rows].clone()
 
 
 def _labels_tensor(labels, batch: int | None, num_classes: int, device) -> torch.Tensor | None:
@@ -55,48 +79,11 @@ def _orders_tensor(orders, batch: int, num_tokens: int, device) -> torch.Tensor:
 
 def _seeds(seeds, batch: int) -> list[int]:
     if isinstance(seeds, int):
-        return [seeds + i for i in range(batch)]
+        return [(seeds + i) % 2**64 for i in range(batch)]
     seeds = [int(s) for s in seeds]
     if len(seeds) != batch:
         raise ValueError(f"got {len(seeds)} seeds for a batch of {batch}")
     return seeds
-
-
-@dataclass
-class StepPlan:
-    """Layout of one decode step's input rows: `previous` real rows (the class token and known groups
-    at the first step, else the previous group), `queries` query rows, `padding` empty rows, from
-    cache slot `start` on; `slots`/`visible_end` as in `model.step_rows` (device tensors)."""
-    previous: int
-    queries: int
-    padding: int
-    start: int
-    slots: torch.Tensor
-    visible_end: torch.Tensor
-
-
-def plan_steps(group_sizes: Sequence[int], first: int, num_tokens: int, device,
-               padded_length: Callable[[int], int] | None = None) -> list[StepPlan]:
-    """The input layout of steps `first`..T−1, uploaded to `device` in one copy. With
-    `padded_length`, every step is padded to that length; padding rows write to the spare cache
-    slots after the image tokens and see only the class slot."""
-    starts = group_starts(group_sizes)
-    layouts, previous_sizes, start = [], [1, *group_sizes[:first]], 0
-    for step in range(first, len(group_sizes)):
-        slots, visible_end = step_rows(previous_sizes, group_sizes[step], start)
-        padding = (padded_length(len(slots)) if padded_length else len(slots)) - len(slots)
-        slots += range(1 + num_tokens, 1 + num_tokens + padding)
-        visible_end += [1] * padding
-        layouts.append((sum(previous_sizes), group_sizes[step], padding, start, slots, visible_end))
-        previous_sizes, start = [group_sizes[step]], starts[step]
-    flat = torch.tensor([v for *_, slots, visible in layouts for v in (*slots, *visible)], device=device)
-    plans, offset = [], 0
-    for previous, queries, padding, start, slots, _ in layouts:
-        length = len(slots)
-        plans.append(StepPlan(previous, queries, padding, start, flat[offset:offset + length],
-                              flat[offset + length:offset + 2 * length]))
-        offset += 2 * length
-    return plans
 
 
 @torch.no_grad()
@@ -117,6 +104,8 @@ def generate(
     callback: Callable[[DecodeStep], None] | None = None,
     known_tokens: torch.Tensor | None = None,
     known_steps: int = 0,
+    switch_labels: int | Sequence[int] | torch.Tensor | None = None,
+    switch_step: int | None = None,
     fast: bool = False,
 ) -> torch.Tensor:
     """Generate image tokens, (B, N) in raster order.
@@ -124,21 +113,28 @@ def generate(
     The order and group sizes come from `schedule` (one order for the whole batch), or from
     `orders` ((N,) or (B, N)) and `group_sizes`. `labels` are class indices (one per sample, or one
     for all); None generates unconditionally (the null class). Sample b draws from its own
-    generator seeded with seeds[b] (an int s means s, s+1, ...), so a seed gives the same image
-    whatever the batch. cfg ≠ 1 runs the null class beside each sample and mixes the logits per
-    `cfg_schedule`. `callback` runs after every step; raising from it stops generation.
+    counter-based random numbers seeded with seeds[b] (an int s means s, s+1, ... mod 2^64;
+    `lpd_core.sampling.seed_uniforms`), so a seed gives the same image whatever the batch.
+    cfg ≠ 1 runs the null class beside each sample and mixes the logits per `cfg_schedule`.
+    `callback` runs after every step; raising from it stops generation.
 
     Editing: the first `known_steps` groups of the order are not generated but taken from
     `known_tokens` ((B, N) or (N,) raster order), all fed in one forward pass with the same
     block-causal attention they would have had one step at a time. Steps and the callback then
     count only the generated groups.
 
+    Class switch: from generated step `switch_step` on (0-based, as the callback counts), the
+    class slot holds `switch_labels` instead of `labels` (its keys and values are rewritten in
+    every layer at that step; tokens decoded before keep what they saw). The null class of
+    guidance stays the null class. `switch_step` 0 is plain generation with `switch_labels`.
+
     `fast=True`: every step is padded to a multiple of 8 rows, so a handful of fixed shapes serve
-    any schedule; on CUDA each shape is captured once as a CUDA graph and replayed (falling back to
-    plain execution, with one log line, where capture fails). The KV cache and graphs are kept on
-    the model for the next call with the same batch; `lpd_core.fast.release_fast_state(model)`
-    frees them (an exception out of the loop, e.g. an interrupt, frees them too). Greedy tokens
-    are the same as without it; logits agree to float rounding.
+    any schedule; on CUDA each whole step (embeddings, transformer, guidance, sampling) is captured
+    once per shape as a CUDA graph and replayed (falling back to plain execution, with one log
+    line, where capture fails). The buffers and graphs are kept on the model for the next call
+    with the same batch and guidance; `lpd_core.fast.release_fast_state(model)` frees them (an
+    exception out of the loop, e.g. an interrupt, frees them too). Greedy tokens are the same as
+    without it; logits agree to float rounding.
     """
     config = model.config
     num_tokens = config.num_tokens
@@ -167,62 +163,52 @@ def generate(
                          f"generated), got {known_steps}")
     if known_steps and known_tokens is None:
         raise ValueError("known_steps > 0 needs known_tokens")
-    generators = make_generators(_seeds(seeds, batch), device)
+    generated_steps = len(group_sizes) - known_steps
+    if (switch_step is None) != (switch_labels is None):
+        raise ValueError("a class switch needs both switch_labels and switch_step")
+    if switch_step is not None and not 0 <= switch_step < generated_steps:
+        raise ValueError(f"switch_step must be between 0 and {generated_steps - 1} (a generated step), "
+                         f"got {switch_step}")
+    switched = _labels_tensor(switch_labels, batch, config.num_classes, device) if switch_labels is not None else labels
+    if switched is not None and switched.numel() != batch:
+        raise ValueError(f"got {switched.numel()} switch labels for a batch of {batch}")
+    seeds = _seeds(seeds, batch)
 
     guided = cfg != 1.0
-    condition = model.condition(labels, batch)
-    positions = model.positions(orders)
-    if guided:  # rows [0, B) conditional, [B, 2B) the null class
-        condition = torch.cat([condition, model.fake_latent.expand(batch, -1)])
-        positions = torch.cat([positions, positions])
-    rows, dim = positions.shape[0], config.embed_dim
-    starts = group_starts(group_sizes)
+    sampling = Sampling(guided=guided, greedy=temperature == 0, top_k=int(top_k), nucleus=top_p < 1.0)
     first = known_steps
-    decoder: StaticDecoder | None = static_decoder(model, rows) if fast else None
-    plans = plan_steps(group_sizes, first, num_tokens, device, decoder.padded_length if decoder else None)
-    if decoder is not None:
-        decoder.prepare({plan.slots.numel() for plan in plans})
-    cache = decoder.cache if decoder is not None else KVCache(config, rows, device, model.pos_embed.dtype)
-    mask_rows = model.mask_token.expand(rows, max(group_sizes), dim)
+    if fast:
+        step = static_decoder(model, batch, guided)
+        buffers = step.buffers
+        plans = plan_steps(group_sizes, first, num_tokens, device, padded_length, switch_step)
+        step.prepare(plans, sampling)
+    else:
+        buffers = DecodeBuffers(model, batch, guided)
+        plans = plan_steps(group_sizes, first, num_tokens, device, None, switch_step)
+        step = EagerStep(model, buffers, sampling)
+    known = orders[:, :sum(group_sizes[:first])]  # the given tokens' positions, in order
+    if first:
+        known = torch.gather(torch.as_tensor(known_tokens, dtype=torch.long, device=device).expand(batch, num_tokens),
+                             1, known)
+    conditions = [model.condition(labels, batch), model.condition(switched, batch)]
+    if guided:  # rows [0, B) conditional, [B, 2B) the null class
+        conditions = [torch.cat([c, model.fake_latent.expand(batch, -1)]) for c in conditions]
+    num_slots = buffers.cache.slots
+    buffers.load(orders=orders, known=known,
+                 uniforms=torch.from_numpy(seed_uniforms(seeds, num_slots)).to(device),
+                 scales=guidance_table(cfg, cfg_schedule, num_tokens, num_slots).to(device),
+                 condition=torch.stack(conditions), temperature=temperature, top_p=top_p)
     try:
-        ordered = torch.zeros(batch, num_tokens, dtype=torch.long, device=device)
-        # Before the first generated step: the class token, then any known groups, in one pass.
-        previous = condition[:, None]
-        if first:
-            known = torch.as_tensor(known_tokens, dtype=torch.long, device=device).expand(batch, num_tokens)
-            ordered[:, : starts[first] - 1] = torch.gather(known, 1, orders[:, : starts[first] - 1])
-            known_embeddings = model.token_emb(ordered[:, : starts[first] - 1])
-            previous = torch.cat([previous, torch.cat([known_embeddings] * (2 if guided else 1))], dim=1)
-        for step, plan in zip(range(first, len(group_sizes)), plans):
-            size = group_sizes[step]
-            width = plan.previous + plan.queries
-            content = torch.cat([previous, mask_rows[:, :size]], dim=1)
-            step_positions = positions[:, plan.start: plan.start + width]
-            if plan.padding:
-                content = F.pad(content, (0, 0, 0, plan.padding))
-                step_positions = F.pad(step_positions, (0, 0, 0, plan.padding))
-            query_rows = slice(plan.previous, width)
-            span = plan.start + width  # the last slot any row of this step sees
-            if decoder is not None:
-                logits = decoder.run(content, step_positions, plan.slots, plan.visible_end, query_rows, span)
-            else:
-                logits = model.step(content, step_positions, cache, plan.slots, plan.visible_end,
-                                    span)[:, query_rows]
-            if guided:
-                scales = guidance_scales(cfg, cfg_schedule, starts[step] - 1, size, num_tokens, device)
-                logits = guide(*logits.chunk(2), scales)
-            sampled = sample_tokens(logits, generators, temperature, top_k, top_p)
-            ordered[:, starts[step] - 1: starts[step + 1] - 1] = sampled
-            previous = model.token_emb(torch.cat([sampled, sampled]) if guided else sampled)
-            if callback is not None:
-                done = starts[step + 1] - 1
-                tokens = torch.zeros_like(ordered).scatter_(1, orders[:, :done], ordered[:, :done])
-                known = torch.zeros_like(ordered, dtype=torch.bool).scatter_(1, orders[:, :done], True)
-                callback(DecodeStep(step - first, len(group_sizes) - first, tokens, known, logits))
-        return torch.zeros_like(ordered).scatter_(1, orders, ordered)
+        with torch.profiler.record_function(LOOP_RANGE):
+            for index, plan in enumerate(plans):
+                logits = step(plan)
+                if callback is not None:
+                    callback(DecodeStep(index, len(plans), buffers.ordered, orders, plan.decoded, logits,
+                                        plan.query_rows))
+        return torch.zeros_like(orders).scatter_(1, orders, buffers.ordered[:, 1:1 + num_tokens])
     except BaseException:
-        if decoder is not None:
+        if fast:
             release_fast_state(model)  # an interrupted run gives its memory back at once
         raise
     finally:
-        del cache  # free the cache at once, also when a callback interrupts
+        del buffers, step  # free the cache at once, also when a callback interrupts

@@ -405,3 +405,148 @@ def _group_separation(chebyshev: np.ndarray, step_of: np.ndarray, sizes: np.ndar
 
 def _mean(values: np.ndarray) -> float:
     return float(np.mean(values)) if len(values) else math.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# Many orders at once
+# ---------------------------------------------------------------------------------------------
+
+def locality_orders(
+    grid_h: int,
+    grid_w: int,
+    group_sizes,
+    seeds,
+    proximity: float = DEFAULT_PROXIMITY,
+    repulsion: int | None = None,
+) -> np.ndarray:
+    """`locality_order` for many seeds at once: (len(seeds), H * W) int64, row i equal to
+    `locality_order(grid_h, grid_w, group_sizes, seeds[i], proximity, repulsion)`.
+
+    Every step runs for all seeds together: the proximity field, the ranking and the two picking
+    rules are array operations over the batch, one round per token taken (each seed takes its next
+    candidate in the same round), instead of a Python loop over candidates for each seed. Each seed
+    keeps its own generator and draws from it exactly what `locality_order` draws, in the same
+    order, so the orders are the same (tests/test_locality.py compares them). For a few seeds
+    `locality_order` one at a time is faster; `schedule.build_orders` picks.
+    """
+    _check_grid(grid_h, grid_w)
+    sizes = _check_group_sizes(group_sizes, grid_h * grid_w)
+    if repulsion is None:
+        repulsion = default_repulsion(grid_h, grid_w)
+    _check_thresholds(proximity, repulsion)
+    seeds = list(seeds)
+    for seed in seeds:
+        _check_seed(seed)
+    batch, num_positions = len(seeds), grid_h * grid_w
+    rngs = [np.random.Generator(np.random.PCG64(seed)) for seed in seeds]
+    every = np.arange(batch)
+
+    # The proximity field of `_ProximityField`, one framed grid per seed, same operations.
+    decoded = np.zeros((batch, grid_h + 2, grid_w + 2))
+    decoded_flat = decoded.reshape(batch, -1)
+    field_index = _margin_index(grid_h, grid_w, 1)
+    decoded_bias = np.zeros((batch, num_positions))
+
+    # The repulsion windows of `_GroupPicker`.
+    reach = min(repulsion, max(grid_h, grid_w) - 1)
+    framed_w = grid_w + 2 * reach
+    framed_size = (grid_h + 2 * reach) * framed_w
+    framed_index = _margin_index(grid_h, grid_w, reach)
+    window = (np.arange(-reach, reach + 1)[:, None] * framed_w + np.arange(-reach, reach + 1)[None, :]).ravel()
+    rows_of, cols_of = np.divmod(np.arange(num_positions), grid_w)
+
+    groups, num_left = [], num_positions
+    for group_size in sizes:
+        vertical = decoded[:, :-2] + decoded[:, 2:]
+        scores = vertical[:, :, 1:-1] + decoded[:, 1:-1, :-2]
+        scores = scores + decoded[:, 1:-1, 2:]
+        corners = vertical[:, :, :-2] + vertical[:, :, 2:]
+        corners *= _CORNER_WEIGHT
+        scores = (scores + corners).reshape(batch, -1) + decoded_bias
+        uniform = np.stack([rng.uniform(0.0, _TIE_BREAK_SPAN, num_positions) for rng in rngs])
+        ranked = (uniform - scores).argsort(axis=1, kind="stable")[:, :num_left]
+        num_near = np.count_nonzero(scores >= proximity, axis=1)
+
+        # Rule 2: near candidates best first, each closing its window (`_GroupPicker._take_near`).
+        widest = int(num_near.max())
+        near_framed = framed_index[ranked[:, :widest]]
+        is_near = np.arange(widest)[None, :] < num_near[:, None]
+        allowed = np.ones((batch, framed_size), dtype=bool)
+        taken = np.zeros((batch, num_left), dtype=bool)
+        count = np.zeros(batch, dtype=np.int64)
+        start = np.zeros(batch, dtype=np.int64)  # candidates ranked before start were taken or passed over
+        columns = np.arange(widest)
+        open_rows = every[(count < group_size) & (num_near > 0)]
+        while len(open_rows):
+            candidates = allowed[open_rows[:, None], near_framed[open_rows]]
+            candidates &= is_near[open_rows] & (columns[None, :] >= start[open_rows, None])
+            first = candidates.argmax(axis=1)
+            found = candidates[np.arange(len(open_rows)), first]
+            open_rows, first = open_rows[found], first[found]
+            taken[open_rows, first] = True
+            count[open_rows] += 1
+            start[open_rows] = first + 1
+            allowed[open_rows[:, None], near_framed[open_rows, first][:, None] + window[None, :]] = False
+            open_rows = open_rows[count[open_rows] < group_size]
+        # the near picks in rank order, then room for the fill
+        picked_first = (~taken[:, :widest]).argsort(axis=1, kind="stable")[:, :group_size]
+        group = np.zeros((batch, group_size), dtype=np.int64)
+        group[:, :picked_first.shape[1]] = np.take_along_axis(ranked[:, :widest], picked_first, axis=1)
+
+        # Rule 3: farthest-point fill from the pool (`_GroupPicker._farthest_point_fill`).
+        short = every[count < group_size]
+        if len(short):
+            # pool: low-proximity positions best first, then the near ones passed over; taken last
+            kind = np.where(taken[short], 2, np.where(np.arange(num_left)[None, :] < num_near[short, None], 1, 0))
+            pools = np.take_along_axis(ranked[short], kind.astype(np.int8).argsort(axis=1, kind="stable"), axis=1)
+            group[short] = _farthest_point_fill(pools, group[short], count[short], group_size, num_left,
+                                                [rngs[b] for b in short], rows_of, cols_of)
+        decoded_flat[every[:, None], field_index[group]] = 1.0
+        decoded_bias[every[:, None], group] = -np.inf
+        num_left -= group_size
+        groups.append(group)
+    return np.concatenate(groups, axis=1)
+
+
+def _farthest_point_fill(pools, groups, counts, group_size, num_left, rngs, rows_of, cols_of) -> np.ndarray:
+    """Complete each row of `groups` (its first counts[i] entries are the near picks) from its
+    pool (ranked; entries past num_left − counts[i] are the near picks again) as
+    `_GroupPicker._farthest_point_fill` does for one seed."""
+    needs = group_size - counts
+    columns = np.arange(group_size)[None, :]
+    if num_left == group_size:  # the last step: the whole pool
+        return np.where(columns < counts[:, None], groups,
+                        np.take_along_axis(pools, np.maximum(columns - counts[:, None], 0), axis=1))
+    rows, width = len(pools), pools.shape[1]
+    pool_r, pool_c = rows_of[pools], cols_of[pools]
+    references = groups.copy()
+    reference_counts = counts.copy()
+    picks = np.zeros((rows, group_size), dtype=np.int64)
+    num_picks = np.zeros(rows, dtype=np.int64)
+    for row in np.flatnonzero(counts == 0):  # nothing picked in this step: a random first pick
+        picks[row, 0] = rngs[row].integers(num_left)
+        num_picks[row] = 1
+        references[row, 0] = pools[row, picks[row, 0]]
+        reference_counts[row] = 1
+    nearest = np.full((rows, width), np.iinfo(np.int64).max)
+    for t in range(int(reference_counts.max())):
+        gap_r = pool_r - rows_of[references[:, t]][:, None]
+        gap_c = pool_c - cols_of[references[:, t]][:, None]
+        distance = gap_r * gap_r + gap_c * gap_c
+        nearest = np.where((t < reference_counts)[:, None], np.minimum(nearest, distance), nearest)
+    nearest[np.arange(width)[None, :] >= (num_left - counts)[:, None]] = -2  # not in the pool
+    first_rows = np.flatnonzero(counts == 0)
+    nearest[first_rows, picks[first_rows, 0]] = -1  # already picked; every real distance is >= 0
+    active = np.flatnonzero(num_picks < needs)
+    while len(active):
+        best = nearest[active].argmax(axis=1)
+        picks[active, num_picks[active]] = best
+        num_picks[active] += 1
+        gap_r = pool_r[active] - pool_r[active, best][:, None]
+        gap_c = pool_c[active] - pool_c[active, best][:, None]
+        nearest[active] = np.minimum(nearest[active], gap_r * gap_r + gap_c * gap_c)
+        nearest[active, best] = -1
+        active = active[num_picks[active] < needs[active]]
+    filled = np.take_along_axis(pools, picks, axis=1)  # in pick order
+    return np.where(columns < counts[:, None], groups,
+                    np.take_along_axis(filled, np.maximum(columns - counts[:, None], 0), axis=1))

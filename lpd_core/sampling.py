@@ -1,25 +1,37 @@
-"""Classifier-free guidance, logit filters and per-sample seeded sampling."""
+"""Classifier-free guidance, logit filters and per-sample seeded sampling.
+
+Everything here runs inside a decode step (`lpd_core.generate.decode_step`), which the fast path
+captures as one CUDA graph, so nothing synchronises with the host and nothing loops over the batch.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .settings import CFG_SCHEDULES
 
+# splitmix64 (Steele, Lea & Flood 2014): a 64-bit counter mixed by two xor-shift-multiply rounds.
+_GAMMA = 0x9E3779B97F4A7C15
+_MIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+_UNIFORM_BITS = 52
 
-def guidance_scales(cfg: float, schedule: str, decoded_before: int, group_size: int, num_tokens: int,
-                    device) -> torch.Tensor:
-    """Guidance scale for each position of a group, shape (group_size,).
 
-    "linear": the i-th position of a group that starts after d decoded tokens gets
-    1 + (cfg − 1)·(d + i)/N, so guidance grows as the image fills in. "constant": cfg everywhere.
+def guidance_table(cfg: float, schedule: str, num_tokens: int, num_slots: int) -> torch.Tensor:
+    """Guidance scale of the query for each KV-cache slot, shape (num_slots,), float32 on the CPU.
+
+    Slot 1 + j holds the j-th token of the order. "linear": that token gets 1 + (cfg − 1)·j/N, so
+    guidance grows as the image fills in; "constant": cfg everywhere. Slot 0 (the class) and the
+    spare slots after the image get 1 (nothing reads them).
     """
     if schedule == "constant":
-        return torch.full((group_size,), float(cfg), device=device)
-    if schedule == "linear":
-        index = torch.arange(decoded_before, decoded_before + group_size, device=device, dtype=torch.float32)
-        return 1 + (cfg - 1) * index / num_tokens
-    raise ValueError(f"unknown cfg schedule {schedule!r}; choose one of {', '.join(CFG_SCHEDULES)}")
+        image = torch.full((num_tokens,), float(cfg))
+    elif schedule == "linear":
+        index = torch.arange(num_tokens, dtype=torch.float32)
+        image = 1 + (cfg - 1) * index / num_tokens
+    else:
+        raise ValueError(f"unknown cfg schedule {schedule!r}; choose one of {', '.join(CFG_SCHEDULES)}")
+    return torch.cat([torch.ones(1), image, torch.ones(num_slots - 1 - num_tokens)])
 
 
 def guide(cond: torch.Tensor, uncond: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -27,43 +39,63 @@ def guide(cond: torch.Tensor, uncond: torch.Tensor, scales: torch.Tensor) -> tor
     return uncond + scales.to(cond.dtype)[None, :, None] * (cond - uncond)
 
 
-def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float | torch.Tensor = 1.0) -> torch.Tensor:
     """Set to −inf every logit outside the top-k and outside the nucleus of mass top_p.
 
     Ties with the k-th logit are kept. The nucleus keeps the smallest prefix of the sorted
-    distribution whose mass reaches top_p (the token that crosses it included).
+    distribution whose mass reaches top_p (the token that crosses it included). A tensor top_p
+    (a captured graph's input) always applies the nucleus.
     """
     if top_k > 0:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
+    if isinstance(top_p, torch.Tensor) or top_p < 1.0:
         sorted_logits, sorted_index = torch.sort(logits, dim=-1, descending=True)
-        mass_before = torch.cumsum(sorted_logits.softmax(dim=-1), dim=-1) - sorted_logits.softmax(dim=-1)
-        drop_sorted = mass_before > top_p
+        probs = sorted_logits.softmax(dim=-1)
+        drop_sorted = torch.cumsum(probs, dim=-1) - probs > top_p
         drop_sorted[..., 0] = False
         drop = torch.zeros_like(drop_sorted).scatter(-1, sorted_index, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
 
 
-def make_generators(seeds, device) -> list[torch.Generator]:
-    return [torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds]
+def _mix64(x: np.ndarray) -> np.ndarray:
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(_MIX[0])
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(_MIX[1])
+    return x ^ (x >> np.uint64(31))
 
 
-def sample_tokens(logits: torch.Tensor, generators: list[torch.Generator], temperature: float = 1.0,
-                  top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Draw one token per row of logits (B, Q, V) → (B, Q).
+def seed_uniforms(seeds, count: int) -> np.ndarray:
+    """(len(seeds), count) float64 uniforms in [0, 1 − 2⁻⁵²]: the random numbers of a generation.
 
-    Sample b uses only generators[b], so its draws do not depend on what else is in the batch.
-    Drawing is the exponential race (argmax of p / E with E ~ Exp(1)), which samples exactly from
-    p and needs no host synchronisation. temperature 0 means greedy.
+    Counter-based: number c of seed s is splitmix64 of (mix(s) + (c + 1)·γ), in numpy's uint64
+    arithmetic (which wraps modulo 2⁶⁴, exactly as the generator is defined). So a sample's
+    numbers depend on its seed alone, never on the batch around it, and all of them are known
+    before the first step: the decode loop uploads them once and every step reads its own (the
+    draw of cache slot c uses number c). Seeds are mixed first so that the streams of adjacent
+    seeds (s, s + 1, ...: one per image of a batch) are unrelated.
     """
-    if temperature == 0:
-        return logits.argmax(dim=-1)
+    seeds = np.asarray([int(s) % 2**64 for s in seeds], dtype=np.uint64).reshape(-1, 1)
+    with np.errstate(over="ignore"):
+        state = _mix64(seeds) + np.arange(1, count + 1, dtype=np.uint64) * np.uint64(_GAMMA)
+        bits = _mix64(state) >> np.uint64(64 - _UNIFORM_BITS)
+    return bits.astype(np.float64) * 2.0 ** -_UNIFORM_BITS
+
+
+def draw(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float | torch.Tensor = 1.0,
+         top_k: int = 0, top_p: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """One token per row of logits (..., V) → (...), each from its own uniform in `uniforms` (...).
+
+    Inverse-CDF sampling: the token is the first whose cumulative probability exceeds u · total.
+    It is exact in distribution: token i is drawn with probability p_i up to the 2⁻⁵² grain of u
+    and float64 rounding of the running sum (1e-12 for 16k codes), far below float32's own
+    rounding of p; zero-probability tokens are never drawn (their cumulative sum equals the one
+    before, and u · total < total). It needs one random number per token (not one per
+    vocabulary entry, as a Gumbel or exponential race would: 16k times the noise), no host
+    synchronisation and no loop over samples, so it runs inside the captured step.
+    """
     logits = filter_logits(logits.float() / temperature, top_k, top_p)
-    probs = logits.softmax(dim=-1)
-    noise = torch.stack([
-        torch.empty(probs.shape[1:], device=probs.device).exponential_(generator=generator)
-        for generator in generators
-    ])
-    return (probs / noise).argmax(dim=-1)
+    cumulative = logits.softmax(dim=-1).double().cumsum(dim=-1)
+    threshold = uniforms * cumulative[..., -1]
+    token = torch.searchsorted(cumulative, threshold.unsqueeze(-1), right=True).squeeze(-1)
+    return token.clamp_(max=logits.shape[-1] - 1)  # only a NaN row could reach V

@@ -1,7 +1,9 @@
 """What each decode step generates: group sizes per step and the generation order.
 
 A `Schedule` is one order (a permutation of the grid's raster positions) plus group sizes; the
-decode loop takes group k from the order's next `group_sizes[k]` entries.
+decode loop takes group k from the order's next `group_sizes[k]` entries. `build_orders` makes the
+orders of many seeds at once (one per image of a batch), the same ones `build_schedule` makes one
+seed at a time.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from importlib import resources
 
 import numpy as np
 
-from .locality import default_repulsion, locality_order, order_map
+from .locality import DEFAULT_PROXIMITY, default_repulsion, locality_order, locality_orders, order_map
 
 ORDER_KINDS = ("locality", "random", "raster")
+# From this many seeds on, locality orders are built together (below it, one at a time is faster).
+BATCHED_FROM = 8
 # Token count -> the table key of the published step tables (keyed by image resolution).
 TABLE_RESOLUTION = {256: "256", 1024: "512"}
 
@@ -97,6 +101,8 @@ class Schedule:
     order: np.ndarray  # (N,) raster positions in decode order
     kind: str = "custom"
     seed: int | None = None
+    repulsion: int | None = None  # locality orders: the repulsion they were built with (default filled in)
+    proximity: float | None = None  # locality orders: the proximity threshold they were built with
 
     @property
     def num_tokens(self) -> int:
@@ -115,34 +121,69 @@ class Schedule:
                 f"seed {self.seed}, group sizes {list(self.group_sizes)})")
 
 
-def build_schedule(grid_h: int, grid_w: int | None = None, steps: int | None = None,
-                   order="locality", seed: int = 0, group_sizes=None, proximity: float = 1.0,
-                   repulsion: int | None = None) -> Schedule:
-    """Group sizes (from `steps`, or given) and an order: "locality", "random", "raster", or a
-    sequence of raster positions (validated as a permutation)."""
-    grid_w = grid_h if grid_w is None else grid_w
-    num_tokens = grid_h * grid_w
+def _locality_settings(grid_h: int, grid_w: int, proximity: float, repulsion: int | None) -> tuple[float, int]:
+    """The one place the repulsion default is filled in: the grid's (`default_repulsion`)."""
+    return proximity, default_repulsion(grid_h, grid_w) if repulsion is None else repulsion
+
+
+def _group_sizes(num_tokens: int, steps: int | None, group_sizes) -> tuple[int, ...]:
     if group_sizes is None:
         if steps is None:
             raise ValueError("give either steps or group_sizes")
-        sizes = group_sizes_for(num_tokens, steps)
-    else:
-        sizes = validate_group_sizes(group_sizes, num_tokens)
-        if steps is not None and steps != len(sizes):
-            raise ValueError(f"steps={steps} but {len(sizes)} group sizes were given")
+        return group_sizes_for(num_tokens, steps)
+    sizes = validate_group_sizes(group_sizes, num_tokens)
+    if steps is not None and steps != len(sizes):
+        raise ValueError(f"steps={steps} but {len(sizes)} group sizes were given")
+    return sizes
+
+
+def _unknown_order(order, num_tokens: int) -> ValueError:
+    return ValueError(f"unknown order {order!r}; choose one of {', '.join(ORDER_KINDS)} "
+                      f"or pass a permutation of 0..{num_tokens - 1}")
+
+
+def build_schedule(grid_h: int, grid_w: int | None = None, steps: int | None = None,
+                   order="locality", seed: int = 0, group_sizes=None, proximity: float = DEFAULT_PROXIMITY,
+                   repulsion: int | None = None) -> Schedule:
+    """Group sizes (from `steps`, or given) and an order: "locality", "random", "raster", or a
+    sequence of raster positions (validated as a permutation). A locality schedule records the
+    repulsion (None: the grid's default) and proximity it was built with."""
+    grid_w = grid_h if grid_w is None else grid_w
+    num_tokens = grid_h * grid_w
+    sizes = _group_sizes(num_tokens, steps, group_sizes)
     if isinstance(order, str):
-        if order == "locality":
-            rep = default_repulsion(grid_h, grid_w) if repulsion is None else repulsion
-            positions = locality_order(grid_h, grid_w, sizes, seed, proximity=proximity, repulsion=rep)
-        elif order == "random":
-            positions = random_order(num_tokens, seed)
-        elif order == "raster":
-            positions = np.arange(num_tokens)
-        else:
-            raise ValueError(f"unknown order {order!r}; choose one of {', '.join(ORDER_KINDS)} "
-                             f"or pass a permutation of 0..{num_tokens - 1}")
+        if order not in ORDER_KINDS:
+            raise _unknown_order(order, num_tokens)
+        positions = build_orders(grid_h, grid_w, sizes, order, [seed], proximity, repulsion)[0]
         kind = order
     else:
         positions, kind = order, "custom"
+    proximity, repulsion = _locality_settings(grid_h, grid_w, proximity, repulsion) if kind == "locality" \
+        else (None, None)
     return Schedule(grid_h, grid_w, sizes, validate_order(positions, num_tokens), kind,
-                    seed if kind in ("locality", "random") else None)
+                    seed if kind in ("locality", "random") else None, repulsion, proximity)
+
+
+def build_orders(grid_h: int, grid_w: int, group_sizes, kind: str, seeds, proximity: float = DEFAULT_PROXIMITY,
+                 repulsion: int | None = None) -> np.ndarray:
+    """(len(seeds), H * W) int64: one order of `kind` ("locality", "random", "raster") per seed,
+    row i equal to `build_schedule(grid_h, grid_w, group_sizes=group_sizes, order=kind,
+    seed=seeds[i], ...).order`. From `BATCHED_FROM` seeds on, locality orders are built for all
+    seeds together (`locality.locality_orders`, the same orders as `locality.locality_order` one
+    at a time, which tests/test_locality.py checks), which keeps one order per image cheap at
+    large batches."""
+    num_tokens = grid_h * grid_w
+    sizes = validate_group_sizes(group_sizes, num_tokens)
+    seeds = [int(seed) for seed in seeds]
+    if kind == "locality":
+        proximity, repulsion = _locality_settings(grid_h, grid_w, proximity, repulsion)
+        if len(seeds) >= BATCHED_FROM:
+            return locality_orders(grid_h, grid_w, sizes, seeds, proximity=proximity, repulsion=repulsion)
+        return np.stack([locality_order(grid_h, grid_w, sizes, seed, proximity=proximity, repulsion=repulsion)
+                         for seed in seeds]) if seeds else np.empty((0, num_tokens), dtype=np.int64)
+    if kind == "random":
+        return np.stack([random_order(num_tokens, seed) for seed in seeds]).astype(np.int64) if seeds \
+            else np.empty((0, num_tokens), dtype=np.int64)
+    if kind == "raster":
+        return np.tile(np.arange(num_tokens, dtype=np.int64), (len(seeds), 1))
+    raise _unknown_order(kind, num_tokens)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lpd_core import build_schedule, generate
-from lpd_core.fast import ROW_MULTIPLE, release_fast_state, static_decoder
-from lpd_core.generate import plan_steps
+from lpd_core.fast import ROW_MULTIPLE, padded_length, release_fast_state, static_decoder
+from lpd_core.step import plan_steps
 from lpd_core.model import KVCache
 
 GROUPS = [1, 2, 4, 6, 9, 12, 14, 16]
@@ -66,7 +66,7 @@ def test_fast_editing_feeds_known_groups_in_one_padded_pass(reference_model, sch
 
 def test_plan_pads_every_step_into_spare_slots():
     num_tokens = 64
-    plans = plan_steps(GROUPS, 0, num_tokens, "cpu", lambda n: -(-n // ROW_MULTIPLE) * ROW_MULTIPLE)
+    plans = plan_steps(GROUPS, 0, num_tokens, "cpu", padded_length)
     assert [p.previous for p in plans] == [1, *GROUPS[:-1]]
     assert [p.queries for p in plans] == GROUPS
     for plan in plans:
@@ -85,11 +85,11 @@ def test_plan_pads_every_step_into_spare_slots():
 
 def test_state_is_kept_reused_rebuilt_and_released(reference_model, schedule):
     generate(reference_model, schedule, [1], cfg=2.0, fast=True)
-    state = static_decoder(reference_model, 2)
+    state = static_decoder(reference_model, 1, True)
     generate(reference_model, schedule, [4], cfg=3.0, fast=True)
-    assert static_decoder(reference_model, 2) is state  # same batch: same cache, no new capture
-    assert state.cache.keys.shape[3] == 1 + 64 + ROW_MULTIPLE - 1
-    assert static_decoder(reference_model, 3) is not state  # another batch: new state
+    assert static_decoder(reference_model, 1, True) is state  # same batch: same cache, no new capture
+    assert state.buffers.cache.keys.shape[3] == 1 + 64 + ROW_MULTIPLE - 1
+    assert static_decoder(reference_model, 2, True) is not state  # another batch: new state
     release_fast_state(reference_model)
     del state
     gc.collect()
@@ -99,11 +99,11 @@ def test_state_is_kept_reused_rebuilt_and_released(reference_model, schedule):
 def test_state_follows_a_dtype_change(reference_model, schedule):
     model = copy.deepcopy(reference_model)
     generate(model, schedule, [1], fast=True)
-    state = static_decoder(model, 1)
+    state = static_decoder(model, 1, False)
     model.to(torch.bfloat16)
-    assert static_decoder(model, 1) is not state
+    assert static_decoder(model, 1, False) is not state
     tokens = generate(model, schedule, [1], temperature=0, fast=True)
-    assert tokens.shape == (1, 64) and static_decoder(model, 1).cache.keys.dtype == torch.bfloat16
+    assert tokens.shape == (1, 64) and static_decoder(model, 1, False).buffers.cache.keys.dtype == torch.bfloat16
 
 
 def test_interrupt_releases_the_fast_state(reference_model, schedule):
@@ -124,7 +124,7 @@ def test_failed_capture_falls_back_with_one_log_line(reference_model, schedule, 
     running without graphs, says so once, and is not tried again on that device."""
     from lpd_core import fast
     expected = generate(reference_model, schedule, [2], cfg=2.0, temperature=0)
-    decoder = static_decoder(reference_model, 2)
+    decoder = static_decoder(reference_model, 1, True)
     decoder.use_graphs = True  # as on a GPU
     try:
         with caplog.at_level("WARNING", logger="lpd_core"):
@@ -134,7 +134,28 @@ def test_failed_capture_falls_back_with_one_log_line(reference_model, schedule, 
         failures = [r for r in caplog.records if "CUDA graph capture failed" in r.getMessage()]
         assert len(failures) == 1 and "decoding without graphs" in failures[0].getMessage()
         assert torch.equal(tokens, expected) and torch.equal(again, expected)
-        assert static_decoder(reference_model, 2).use_graphs is False  # not tried again on this device
+        assert static_decoder(reference_model, 1, True).use_graphs is False  # not tried again on this device
     finally:
         release_fast_state(reference_model)
         fast._capture_failed.clear()
+
+
+def test_memory_estimate_counts_what_the_decoder_holds(reference_model, schedule):
+    from lpd_core.fast import decoder_memory_bytes, decoder_memory_parts
+    config = reference_model.config
+    generate(reference_model, schedule, [1, 2, 3], cfg=2.0, fast=True)
+    buffers = static_decoder(reference_model, 3, True).buffers
+    held = [buffers.cache.keys, buffers.cache.values, buffers.ordered, buffers.position_rows, buffers.uniforms,
+            buffers.condition]
+    release_fast_state(reference_model)
+    longest = max(previous + size for previous, size in zip([1, *GROUPS[:-1]], GROUPS))
+    parts = decoder_memory_parts(config, 6, torch.float32, longest)
+    held_bytes = sum(t.numel() * t.element_size() for t in held)
+    assert held_bytes <= parts["cache"] + parts["buffers"] <= 1.01 * held_bytes
+    # every captured shape keeps its (B, L, vocab) logits; the longest step's logits for all rows are transient
+    assert parts["outputs"] >= 3 * padded_length(longest) * config.vocab_size * 4
+    assert parts["step"] >= 6 * padded_length(longest) * config.vocab_size * 4
+    total = decoder_memory_bytes(config, 6, torch.float32, longest)
+    assert total == sum(parts.values())
+    assert decoder_memory_bytes(config, 6, torch.bfloat16, longest) < total < decoder_memory_bytes(
+        config, 12, torch.float32, longest)

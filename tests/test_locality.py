@@ -269,3 +269,29 @@ def test_order_map_rejects_a_non_permutation():
         order_map([0, 1, 1, 3], [1, 3], 2, 2)
     with pytest.raises(ValueError, match=r"group_sizes sum to 3, but the grid has 4 positions"):
         order_map([0, 1, 2, 3], [1, 2], 2, 2)
+
+
+@pytest.mark.parametrize(
+    "grid_h, grid_w, group_sizes, repulsion, proximity",
+    [
+        (16, 16, TABLES["256"]["20"], None, 1.0),
+        (16, 16, TABLES["256"]["32"], 3, 1.0),
+        (32, 32, TABLES["512"]["48"], None, 1.0),
+        (5, 7, [1, 3, 5, 8, 18], 1, 1.0),
+        (3, 11, [1] * 33, 1, 1.0),
+        (1, 1, [1], None, 1.0),
+        (4, 6, [24], 2, 1.0),
+        (6, 6, [4, 8, 24], 0, 1.0),
+        (6, 6, [1, 5, 30], 9, 1.0),
+        (8, 8, [1, 7, 20, 36], 2, 0.5),
+        (8, 8, [1, 7, 20, 36], 2, 50.0),  # farthest-point sampling only
+    ],
+)
+def test_orders_built_together_equal_orders_built_one_at_a_time(grid_h, grid_w, group_sizes, repulsion, proximity):
+    from lpd_core.locality import locality_orders
+    seeds = [0, 1, 2, 3, 5, 8, 13, 2**63 + 7] if grid_h * grid_w <= 256 else [0, 9]
+    together = locality_orders(grid_h, grid_w, group_sizes, seeds, proximity=proximity, repulsion=repulsion)
+    assert together.shape == (len(seeds), grid_h * grid_w) and together.dtype == np.int64
+    for seed, order in zip(seeds, together):
+        assert np.array_equal(order, locality_order(grid_h, grid_w, group_sizes, seed, proximity=proximity,
+                                                    repulsion=repulsion)), seed

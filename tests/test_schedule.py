@@ -64,3 +64,26 @@ def test_schedule_errors(kwargs, message):
     kwargs = {"group_sizes": [1, 3], **kwargs}
     with pytest.raises(ValueError, match=message):
         build_schedule(2, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["locality", "random", "raster"])
+@pytest.mark.parametrize("count", [3, 9])  # one at a time and built together
+def test_build_orders_gives_each_seed_its_build_schedule_order(kind, count):
+    from lpd_core.schedule import build_orders
+    seeds = [11 * i + 2 for i in range(count)]
+    sizes = group_sizes_for(64, 6)
+    orders = build_orders(8, 8, sizes, kind, seeds, proximity=1.0, repulsion=None)
+    assert orders.shape == (count, 64) and orders.dtype == np.int64
+    for seed, order in zip(seeds, orders):
+        assert np.array_equal(order, build_schedule(8, group_sizes=sizes, order=kind, seed=seed).order)
+
+
+def test_schedule_carries_its_repulsion_and_proximity():
+    default = build_schedule(16, steps=20, order="locality", seed=1)
+    assert (default.repulsion, default.proximity) == (2, 1.0)  # the grid's default, filled in once
+    given = build_schedule(16, steps=20, order="locality", seed=1, repulsion=3, proximity=1.5)
+    assert (given.repulsion, given.proximity) == (3, 1.5)
+    assert build_schedule(16, steps=20, order="random", seed=1).repulsion is None
+    with pytest.raises(ValueError, match="unknown order 'spiral'"):
+        from lpd_core.schedule import build_orders
+        build_orders(4, 4, [16], "spiral", [0])
