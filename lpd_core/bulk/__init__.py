@@ -76,10 +76,10 @@ def orders_for(indices: Sequence[int], grid: int, steps: int, order: str, base_s
                repulsion: int | None) -> tuple[torch.Tensor, tuple[int, ...]]:
     """The generation orders (len(indices), N) of these images, each built with its own seed, and
     their common group sizes: the one place bulk sampling builds per-sample schedules."""
-    from ..schedule import build_schedule
-    schedules = [build_schedule(grid, steps=steps, order=order, seed=seed_of(base_seed, i), proximity=proximity,
-                                repulsion=repulsion) for i in indices]
-    return torch.from_numpy(np.stack([s.order for s in schedules])), schedules[0].group_sizes
+    from ..schedule import build_orders, group_sizes_for
+    group_sizes = group_sizes_for(grid * grid, steps)
+    seeds = [seed_of(base_seed, i) for i in indices]
+    return torch.from_numpy(build_orders(grid, grid, group_sizes, order, seeds, proximity, repulsion)), group_sizes
 
 
 def _class_list(classes, model) -> list[int]:
@@ -98,18 +98,17 @@ def _class_list(classes, model) -> list[int]:
 def _run_settings(lpd, vq, model, tokenizer, dtype, fast, order, proximity, resolved, group_sizes, seed, classes,
                   class_list) -> dict:
     """Everything that decides the images (compared on resume), plus the names given (not compared)."""
-    locality = order == "locality"
-    if locality and resolved.repulsion is None:
-        from ..locality import default_repulsion
-        repulsion = default_repulsion(lpd.config.grid_size, lpd.config.grid_size)
-    else:
-        repulsion = resolved.repulsion
+    from ..schedule import build_schedule
+    grid = lpd.config.grid_size
+    # the schedule fills in the grid's default repulsion; both are None for orders without them
+    schedule = build_schedule(grid, group_sizes=group_sizes, order=order, seed=seed, proximity=proximity,
+                              repulsion=resolved.repulsion)
     return {
         "model": str(model or "demo"), "tokenizer": str(tokenizer or lpd.tokenizer_name),
         "model_config": lpd.config.to_dict(), "model_sha256": state_dict_sha256(lpd),
         "tokenizer_config": vq.config.to_dict(), "tokenizer_sha256": state_dict_sha256(vq),
         "dtype": dtype, "fast": fast, "steps": resolved.steps, "group_sizes": list(group_sizes), "order": order,
-        "proximity": proximity if locality else None, "repulsion": repulsion if locality else None,
+        "proximity": schedule.proximity, "repulsion": schedule.repulsion,
         "cfg": resolved.cfg, "cfg_schedule": resolved.cfg_schedule, "temperature": resolved.temperature,
         "top_k": resolved.top_k, "top_p": resolved.top_p, "base_seed": seed, "seed_rule": SEED_RULE,
         "classes": "all" if classes is None else class_list, "num_classes": lpd.config.num_classes,
