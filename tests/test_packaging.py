@@ -84,6 +84,7 @@ def _install(tmp_path: Path, source: Path, *flags: str) -> tuple[Path, dict]:
     python = _bin(venv, "python")
     # the venv has no pip of its own; this interpreter's, run by the venv's python, installs into the venv
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_REQUIRE_VIRTUALENV")}
+    env["OMP_NUM_THREADS"] = "1"  # one small image: a second thread only waits, on shared cores
     done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
                            *flags, str(source)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
