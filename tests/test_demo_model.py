@@ -33,9 +33,19 @@ MIN_CLASS_SWAP_ACCURACY = 0.6
 MIN_PSNR = 25.0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The work here is small batches of small layers. On two cores shared with other jobs, two
+    threads spend most of their time waiting for each other (measured: 3-4× the wall time of one
+    thread for the short training runs below), so this module runs on one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def demo():
-    torch.set_num_threads(2)
     return load_model(DEMO_MODEL_PATH), load_tokenizer(DEMO_TOKENIZER_PATH)
 
 
@@ -178,10 +188,10 @@ def test_shipped_judge_records_how_it_was_made(judge):
 
 def test_short_judge_training_reduces_the_loss():
     history = []
-    model = train_classifier(num_images=240, epochs=3, batch=40, lr=3e-3, seed=3, device="cpu", history=history)
-    assert len(history) == 3 * 6
-    # from about ln(10) = 2.3 nats
-    assert np.mean(history[-3:]) < np.mean(history[:3]) - 0.5
+    model = train_classifier(num_images=200, epochs=2, batch=25, lr=3e-3, seed=3, device="cpu", history=history)
+    assert len(history) == 2 * 8
+    # from about ln(10) = 2.3 nats; measured: 0.55 lower after these 16 steps
+    assert np.mean(history[-3:]) < np.mean(history[:3]) - 0.3
     predicted, features = classify(model, torch.rand(7, 32, 32, 3))
     assert predicted.shape == (7,) and features.shape == (7, 64) and not model.training
 
