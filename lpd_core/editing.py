@@ -59,8 +59,8 @@ def check_images(images) -> torch.Tensor:
         raise SettingError(f"the images must have 4 dimensions, got shape {tuple(images.shape)}; {shape_words}")
     batch, height, width, channels = images.shape
     if channels == 4:
-        raise SettingError(f"the images have 4 channels (RGBA); drop the alpha channel (images[..., :3]) or "
-                           f"composite it over a background first")
+        raise SettingError("the images have 4 channels (RGBA); drop the alpha channel (images[..., :3]) or "
+                           "composite it over a background first")
     if channels not in (1, 3):
         raise SettingError(f"the images have {channels} channels (shape {tuple(images.shape)}); {shape_words}")
     if batch == 0 or height == 0 or width == 0:
@@ -265,7 +265,7 @@ def _composite_alpha(regenerate: torch.Tensor, stride: int, feather: int) -> tor
 
 def check_mask(image, mask) -> None:
     """The one mask rule (editing and the edit node): a (height, width) or (batch, height, width)
-    tensor of finite values in [0, 1], with the image's aspect ratio, because the mask is fitted
+    tensor of finite values in [0, 1] (or booleans), with the image's aspect ratio, because the mask is fitted
     to the model like the image (another size with the same ratio is fine). SettingError if not."""
     if not isinstance(mask, torch.Tensor):
         raise SettingError(f"the mask must be a torch tensor (height, width) in [0, 1], got {type(mask).__name__}")
@@ -275,7 +275,8 @@ def check_mask(image, mask) -> None:
                            f"channel axis)")
     if mask.numel() == 0:
         raise SettingError(f"the mask is empty (shape {tuple(mask.shape)}); give one with the image's frame")
-    _check_pixels("mask", mask, "a mask is (height, width) or (batch, height, width), 1 = regenerate")
+    if mask.dtype != torch.bool:  # True/False masks are fine as they are
+        _check_pixels("mask", mask, "a mask is (height, width) or (batch, height, width), 1 = regenerate")
     image_h, image_w = image.shape[1:3]
     mask_h, mask_w = mask.shape[-2:]
     if (mask_h, mask_w) == (image_h, image_w) or float(mask.max()) < 0.5:

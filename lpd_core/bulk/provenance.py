@@ -106,8 +106,11 @@ class FolderLock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        import fcntl
-
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; an exclusive create, which a killed run leaves behind
+            self._acquire_by_creation()
+            return
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -115,9 +118,7 @@ class FolderLock:
             except BlockingIOError:
                 holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
                 os.close(fd)
-                raise ResumeError(f"another sample-many run ({holder}) is writing to {self.path.parent}; wait "
-                                  f"for it to finish (then run the same command to resume or pack), or use "
-                                  f"another --out folder") from None
+                raise self._busy(holder) from None
             try:
                 same_file = os.stat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:  # the previous holder removed it between our open and flock
@@ -126,8 +127,25 @@ class FolderLock:
                 break
             os.close(fd)
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {now()}".encode())
+        os.write(fd, self._holder().encode())
         self.fd = fd
+
+    def _acquire_by_creation(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = self.path.read_text(errors="replace").strip() or "another process"
+            raise self._busy(holder, stale_hint=True) from None
+        os.write(fd, self._holder().encode())
+        self.fd = fd
+
+    def _holder(self) -> str:
+        return f"pid {os.getpid()} on {socket.gethostname()}, since {now()}"
+
+    def _busy(self, holder: str, stale_hint: bool = False) -> ResumeError:
+        stale = f"; if that run is gone (killed), delete {self.path}" if stale_hint else ""
+        return ResumeError(f"another sample-many run ({holder}) is writing to {self.path.parent}; wait for it to "
+                           f"finish (then run the same command to resume or pack), or use another --out folder{stale}")
 
     def release(self) -> None:
         if self.fd is None:
