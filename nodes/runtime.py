@@ -151,16 +151,19 @@ def release_decoder(module) -> None:
 def _patcher_class():
     """ComfyUI's ModelPatcher, extended so that whatever the fast path keeps on our module is released
     whenever ComfyUI takes the module off its device: fully (unload, /free, making room for another
-    model: `detach`) or in part (`partially_unload`). Both methods exist with these meanings in
-    ComfyUI 0.8.0 and 0.33.0. Built at call time: comfy.model_patcher is only importable in ComfyUI."""
+    model: `detach(unpatch_all=True)`) or in part (`partially_unload`). Both methods exist with these
+    meanings in ComfyUI 0.8.0 and 0.33.0 (tests/test_nodes.py checks them on both). Built at call time: comfy.model_patcher is only importable in ComfyUI."""
     patcher_module = _comfy("comfy.model_patcher")
     if patcher_module is None:
         return None
 
     class LPDModelPatcher(patcher_module.ModelPatcher):
-        def detach(self, *args, **kwargs):
-            release_decoder(self.model)
-            return super().detach(*args, **kwargs)
+        def detach(self, unpatch_all=True):
+            # load_models_gpu re-attaches a model that is already loaded with detach(unpatch_all=False):
+            # its weights stay where they are, so the decoder stays valid. Every real unload unpatches.
+            if unpatch_all:
+                release_decoder(self.model)
+            return super().detach(unpatch_all)
 
         def partially_unload(self, *args, **kwargs):
             release_decoder(self.model)

@@ -572,3 +572,123 @@ def test_preview_frames():
     first = frame[:256, :256]
     assert np.all(first[128:] == 128)  # unknown half grey
     assert not np.all(first[:128] == 128)
+
+
+# ------------------------------------------------------------------------------------------ rules shared with lpd_core
+def test_exact_default_sentinels(nodes, model, schedule):
+    """-1 means the model's default; any other value below 0 is refused with the valid range."""
+    from lpd_core.errors import SettingError
+    default = nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, cfg=-1.0, temperature=-1.0, top_p=-1.0)[0]
+    assert default.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    for name in ("cfg", "temperature", "top_p"):
+        with pytest.raises(SettingError, match=rf"{name} must be .*got -0.5"):
+            nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, **{name: -0.5})
+    with pytest.raises(SettingError, match="top_k must be"):
+        nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, top_k=-2)
+
+
+def test_encode_fits_images_like_the_edit_sampler(nodes, model, vq, monkeypatch):
+    """LPD Encode and LPD Edit Sampler hand the tokenizer the very same fitted pixels (one fitting
+    function, lpd_core.editing.fit_to_resolution), enlarging and shrinking."""
+    seen = []
+    encode = type(vq.module).encode_images
+    monkeypatch.setattr(type(vq.module), "encode_images", lambda self, images: (seen.append(images.clone()),
+                                                                                encode(self, images))[1])
+    generator = torch.Generator().manual_seed(3)
+    for height, width in ((40, 60), (300, 200)):
+        image = torch.rand(1, height, width, 3, generator=generator)
+        seen.clear()
+        encoded = nodes["LPDEncode"].execute(image, vq, model=model)[0]
+        _, edited = nodes["LPDEditSampler"].execute(model, vq, image, torch.zeros(1, height, width), 3, steps=2)
+        assert len(seen) == 2 and seen[0].shape == (1, 128, 128, 3)
+        assert torch.equal(seen[0], seen[1])
+        assert torch.equal(encoded.tokens, edited.tokens)  # an empty mask keeps every encoded token
+
+
+def test_one_loader_entry_per_checkpoint(pack, models_dir):
+    """A published checkpoint on disk is listed once, by its name, not also as its file."""
+    import shutil
+    loaders = sys.modules[f"{PACK_NAME}.nodes.loaders"]
+    folder = models_dir / "vq_ds16_c2i"
+    folder.mkdir()
+    try:
+        shutil.copy(FIXTURES / "vq.pt", folder / "vq_ds16_c2i.pt")  # the published file name
+        entries = loaders.choices("vq")
+        assert "vq_ds16_c2i" in entries and "vq_ds16_c2i (download)" not in entries
+        assert not [e for e in entries if e.startswith("vq_ds16_c2i/")], entries
+        assert "vq_fixture.safetensors" in entries
+    finally:
+        shutil.rmtree(folder)
+
+
+# ------------------------------------------------------------------------------------------ decoder reuse
+@pytest.fixture
+def fast_on_cpu(monkeypatch):
+    """Take generate's fast path on the CPU too: the same code path as on a GPU (fixed-shape steps over
+    a decoder kept on the model), minus the graph capture, so its bookkeeping can be checked here."""
+    import lpd_core.fast
+    monkeypatch.setattr(lpd_core.fast, "on_by_default", lambda device: True)
+
+
+def _decoder(module):
+    return getattr(module, "_lpd_fast_state", None)
+
+
+def test_decoder_lives_while_the_model_stays_put(nodes, model, schedule, fast_on_cpu):
+    """The sampler keeps the fast decoder between runs of the same batch on the same device, and
+    rebuilds it when the batch changes; results are those of the eager path."""
+    eager = nodes["LPDSampler"].execute(model, schedule, 3, 2, 7)[0]  # fast_on_cpu: already the fast path
+    first = _decoder(model.module)
+    assert first is not None
+    again = nodes["LPDSampler"].execute(model, schedule, 3, 2, 7)[0]
+    assert _decoder(model.module) is first  # reused, not rebuilt
+    assert torch.equal(eager.tokens, again.tokens)
+    nodes["LPDSampler"].execute(model, schedule, 3, 1, 7)
+    assert _decoder(model.module) is not first and _decoder(model.module) is not None  # another batch
+
+
+def test_decoder_released_on_unload_and_interrupt(nodes, model, schedule, fast_on_cpu, monkeypatch):
+    """ComfyUI unloading the model (what /free and memory pressure do) and an interrupted run release
+    the decoder; the next run builds a new one."""
+    if not REAL_COMFY:
+        pytest.skip("needs ComfyUI's model management (set COMFYUI_DIR)")
+    import comfy.model_management as mm
+    nodes["LPDSampler"].execute(model, schedule, 3, 1, 0)
+    assert _decoder(model.module) is not None and model.patcher in mm.loaded_models()
+    mm.unload_all_models()  # POST /free {"unload_models": true} runs this
+    assert _decoder(model.module) is None
+    nodes["LPDSampler"].execute(model, schedule, 3, 1, 0)
+    assert _decoder(model.module) is not None
+    mm.free_memory(1e30, model.patcher.load_device)  # room made for another model
+    assert _decoder(model.module) is None
+    nodes["LPDSampler"].execute(model, schedule, 3, 1, 0)
+    runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+    monkeypatch.setattr(runtime, "throw_if_interrupted", lambda: mm.throw_exception_if_processing_interrupted())
+    mm.interrupt_current_processing(True)
+    with pytest.raises(mm.InterruptProcessingException):
+        nodes["LPDSampler"].execute(model, schedule, 3, 1, 0)
+    assert _decoder(model.module) is None
+
+
+def test_memory_asked_of_comfyui(nodes, model, schedule, vq, monkeypatch):
+    """The sampler asks load_models_gpu for the fast decoder's memory (the library's estimate), and LPD
+    Decode for its images' working memory, sizing its batches from the free memory."""
+    from lpd_core.fast import decoder_memory_bytes
+    runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+    asked = []
+    monkeypatch.setattr(runtime.Managed, "ready", lambda self, memory_required=0: (asked.append(
+        (self.kind, memory_required)), self.module)[1])
+    import lpd_core.fast
+    monkeypatch.setattr(lpd_core.fast, "on_by_default", lambda device: True)
+    tokens = nodes["LPDSampler"].execute(model, schedule, 3, 4, 0)[0]
+    widest = max(a + b for a, b in zip(schedule.group_sizes, schedule.group_sizes[1:]))
+    assert asked == [("lpd", decoder_memory_bytes(model.module.config, 8, torch.float32, widest))]
+    asked.clear()
+    per_image = runtime.vq_memory_per_image(vq.module, 128, 128)
+    monkeypatch.setattr(runtime, "free_memory", lambda device: int(2.5 * per_image))
+    calls = []
+    decode = type(vq.module).decode_images
+    monkeypatch.setattr(type(vq.module), "decode_images", lambda self, codes, grid=None: (calls.append(
+        codes.shape[0]), decode(self, codes, grid))[1])
+    images = nodes["LPDDecode"].execute(tokens, vq)[0]
+    assert asked == [("vq", 4 * per_image)] and calls == [2, 2] and images.shape[0] == 4
