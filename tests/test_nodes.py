@@ -692,3 +692,17 @@ def test_memory_asked_of_comfyui(nodes, model, schedule, vq, monkeypatch):
         codes.shape[0]), decode(self, codes, grid))[1])
     images = nodes["LPDDecode"].execute(tokens, vq)[0]
     assert asked == [("vq", 4 * per_image)] and calls == [2, 2] and images.shape[0] == 4
+
+
+def test_registry_metadata():
+    """pyproject.toml carries what the Comfy registry reads, and its model list matches the workflows'."""
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    comfy = project["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] and comfy["Icon"].endswith("docs/icon.png")
+    assert (ROOT / "docs" / "icon.png").is_file() and comfy["requires-comfyui"] == ">=0.8.0"
+    assert project["project"]["urls"]["Repository"].startswith("https://github.com/")
+    registry = {Path(m["location"]).name: m["model_url"] for m in comfy["Models"]}
+    for path in (ROOT / "example_workflows").glob("*.json"):
+        for model in json.loads(path.read_text()).get("models", []):
+            assert registry[model["name"]] == model["url"], (path.name, model["name"])
