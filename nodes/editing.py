@@ -100,8 +100,8 @@ class LPDEditSampler(io.ComfyNode):
 
         size = grid * vq_module.stride
         per_image = runtime.vq_memory_per_image(vq_module, size, size)
-        vq = tokenizer.ready(memory_required=per_image * len(labels))
-        preview = LivePreview(vq, (grid, grid))  # the palette is fitted once per tokenizer
+        tokenizer.ready(memory_required=per_image * len(labels))
+        preview = LivePreview(vq_module, (grid, grid))  # the palette is fitted once per tokenizer
         bar = runtime.progress_bar(steps)
 
         def on_step(step):
@@ -110,9 +110,9 @@ class LPDEditSampler(io.ComfyNode):
             bar.update_absolute(step.step + 1, step.total, preview.frame(step.tokens, step.known))
 
         # the kept tokens are one more group of the plan, at most the whole grid wide
-        lpd = model.ready(runtime.decoder_memory(model, len(labels), [grid * grid], settings.cfg))
-        with runtime.fast_decoding(lpd) as fast:
-            result = edit(lpd, vq, image[..., :3].float().cpu(), mask.float().cpu(), labels, steps=steps,
+        model.ready(runtime.decoder_memory(model, len(labels), [grid * grid], settings.cfg))
+        with runtime.fast_decoding(module) as fast:
+            result = edit(module, vq_module, image[..., :3].float().cpu(), mask.float().cpu(), labels, steps=steps,
                           order=order, seed=seed, grow=grow, feather=feather, composite=composite,
                           repulsion=settings.repulsion, callback=on_step, fast=fast, **settings_record(settings))
         if result.message:

@@ -174,20 +174,19 @@ class LPDSampler(io.ComfyNode):
         preview = None
         if tokenizer is not None:
             from lpd_core.preview import LivePreview, cached_palette, palette_for
-            vq = tokenizer.module
-            if cached_palette(vq) is None:
-                vq = tokenizer.ready()  # the palette is fitted once per tokenizer, on its device
-                palette_for(vq)
-            preview = LivePreview(vq, (schedule.grid_h, schedule.grid_w))
+            if cached_palette(tokenizer.module) is None:
+                tokenizer.ready()  # the palette is fitted once per tokenizer, on its device
+                palette_for(tokenizer.module)
+            preview = LivePreview(tokenizer.module, (schedule.grid_h, schedule.grid_w))
         bar = runtime.progress_bar(schedule.steps)
 
         def on_step(step):
             runtime.throw_if_interrupted()
             bar.update_absolute(step.step + 1, step.total, preview.frame(step.tokens, step.known) if preview else None)
 
-        lpd = model.ready(runtime.decoder_memory(model, len(labels), schedule.group_sizes, settings.cfg))
-        with runtime.fast_decoding(lpd) as fast:
-            tokens = generate(lpd, schedule, labels, seeds=seeds, callback=on_step, fast=fast,
+        model.ready(runtime.decoder_memory(model, len(labels), schedule.group_sizes, settings.cfg))
+        with runtime.fast_decoding(module) as fast:
+            tokens = generate(module, schedule, labels, seeds=seeds, callback=on_step, fast=fast,
                               **settings_record(settings))
         grid = TokenGrid(tokens.to("cpu"), (schedule.grid_h, schedule.grid_w), module.config.vocab_size,
                          labels=labels, seeds=seeds, settings=settings_record(settings))

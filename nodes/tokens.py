@@ -35,12 +35,12 @@ def _chunks(total: int, size: int):
         yield start, min(total, start + size)
 
 
-def _through_tokenizer(tokenizer, count: int, height: int, width: int):
-    """The tokenizer on its device, loaded with room for `count` images of height×width (ComfyUI
-    unloads other models to make it), and how many images to run at once in the memory left."""
+def _load_for(tokenizer, count: int, height: int, width: int) -> int:
+    """Loads the tokenizer onto its device with room for `count` images of height×width (ComfyUI
+    unloads other models to make it); returns how many images to run at once in the memory left."""
     per_image = runtime.vq_memory_per_image(tokenizer.module, height, width)
-    vq = tokenizer.ready(memory_required=per_image * count)
-    return vq, runtime.batch_that_fits(count, per_image, tokenizer.device)
+    tokenizer.ready(memory_required=per_image * count)
+    return runtime.batch_that_fits(count, per_image, tokenizer.device)
 
 
 def check_vocabulary(tokens: TokenGrid, vq) -> None:
@@ -71,8 +71,8 @@ class LPDDecode(io.ComfyNode):
         import torch
         check_vocabulary(tokens, tokenizer.module)
         stride = tokenizer.module.stride
-        vq, chunk = _through_tokenizer(tokenizer, tokens.batch, tokens.grid[0] * stride, tokens.grid[1] * stride)
-        device = tokenizer.device
+        chunk = _load_for(tokenizer, tokens.batch, tokens.grid[0] * stride, tokens.grid[1] * stride)
+        vq, device = tokenizer.module, tokenizer.device
         bar = runtime.progress_bar(tokens.batch)
         images = []
         for start, end in _chunks(tokens.batch, chunk):
@@ -119,12 +119,12 @@ class LPDEncode(io.ComfyNode):
         else:
             side = max(stride, size // stride * stride)
         square = fit_to_resolution(image[..., :3], side)
-        vq, chunk = _through_tokenizer(tokenizer, square.shape[0], side, side)
+        chunk = _load_for(tokenizer, square.shape[0], side, side)
         codes = []
         for start, end in _chunks(square.shape[0], chunk):
             runtime.throw_if_interrupted()
             with torch.no_grad():
-                codes.append(vq.encode_images(square[start:end]).cpu())
+                codes.append(vq_module.encode_images(square[start:end]).cpu())
         grid = side // stride
         return io.NodeOutput(TokenGrid(torch.cat(codes), (grid, grid), vq_module.vocab_size))
 
