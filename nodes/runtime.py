@@ -152,7 +152,8 @@ def _patcher_class():
     """ComfyUI's ModelPatcher, extended so that whatever the fast path keeps on our module is released
     whenever ComfyUI takes the module off its device: fully (unload, /free, making room for another
     model: `detach(unpatch_all=True)`) or in part (`partially_unload`). Both methods exist with these
-    meanings in ComfyUI 0.8.0 and 0.33.0 (tests/test_nodes.py checks them on both). Built at call time: comfy.model_patcher is only importable in ComfyUI."""
+    meanings in ComfyUI 0.8.0 and 0.33.0 (tests/test_nodes.py checks them on both). Built at call
+    time: comfy.model_patcher is only importable in ComfyUI."""
     patcher_module = _comfy("comfy.model_patcher")
     if patcher_module is None:
         return None
