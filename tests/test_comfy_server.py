@@ -137,11 +137,13 @@ def _options(spec) -> list:
     return spec[0] if isinstance(spec[0], list) else spec[1]["options"]
 
 
-def test_pack_imports_quickly(server):
+def test_pack_imports(server):
+    # No time limit here (timings belong to benchmarks; on a busy CI machine this line read 0.6 s):
+    # what keeps the import cheap, no torch or lpd_core at import, is tested in test_nodes.py.
     log = re.sub(r"\x1b\[[0-9;]*m", "", server["log"].read_text())  # 0.33 colours its log lines
     line = next(line for line in log.splitlines() if line.rstrip().endswith(f"custom_nodes/{PACK_FOLDER}"))
-    assert "IMPORT FAILED" not in line
-    assert float(re.search(r"([0-9.]+) seconds", line).group(1)) < 0.5, line
+    assert "IMPORT FAILED" not in line and re.search(r"[0-9.]+ seconds", line), line
+    assert "Error while calling comfy_entrypoint" not in log and "Traceback" not in log
 
 
 def test_object_info(server):
