@@ -18,5 +18,9 @@ install: install-runtime
 demo: install-runtime
 	$(PYTHON) -m lpd_core generate --class 3 --out demo.png
 
+# The library and node tests, the registry's security lint, then the ComfyUI tests inside ComfyUI
+# 0.8.0 and 0.33.0 (each set up once per machine and cached: tests/comfyui_versions.sh).
 test: install
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m ruff check --select S102,S307,E702 .
+	$(PYTHON) -m pytest -q tests --ignore=tests/test_comfy_server.py
+	bash tests/comfyui_versions.sh

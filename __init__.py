@@ -1,8 +1,9 @@
 """ComfyUI-LPD: class-conditional image generation with Locality-aware Parallel Decoding
 (arXiv 2507.01957) as ComfyUI nodes. The model code is the `lpd_core` library next to this file.
 
-ComfyUI imports this package at start-up. Importing it registers the nodes, the models/lpd folder
-and one small HTTP route for the web UI's class picker; it loads no model and downloads nothing.
+ComfyUI imports this package at start-up and asks `comfy_entrypoint` for the nodes (V3 schema,
+`comfy_api.v0_0_2`). Importing it registers the models/lpd folder and one small HTTP route for the
+web UI's class picker; it loads no model and downloads nothing.
 """
 
 import importlib.util
@@ -25,10 +26,23 @@ def _make_lpd_core_importable() -> None:
 
 _make_lpd_core_importable()
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, setup  # noqa: E402
+from .nodes import node_list, setup  # noqa: E402
+from .nodes.schema import ComfyExtension  # noqa: E402
 
 setup()
 
 WEB_DIRECTORY = "./web"
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+
+class LPDExtension(ComfyExtension):
+    """The pack's nodes for ComfyUI's V3 loader (`comfy_entrypoint`)."""
+
+    async def get_node_list(self):
+        return node_list()
+
+
+async def comfy_entrypoint() -> LPDExtension:
+    return LPDExtension()
+
+
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

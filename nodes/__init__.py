@@ -1,38 +1,35 @@
 """ComfyUI adapters over lpd_core: widgets in, one lpd_core call, results out.
 
-Importing this package is cheap: it imports neither torch nor lpd_core (each node imports what it
-needs when it runs), builds no model and downloads nothing.
+Every module here that defines nodes lists them in `NODES`; `node_list()` collects them from all
+modules of this package, so a new module needs no registration elsewhere. Importing this package is
+cheap: it imports neither torch nor lpd_core (each node imports what it needs when it runs), builds
+no model and downloads nothing.
 """
 
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+
 from . import routes, runtime
-from .editing import LPDEditSampler, LPDPadForOutpaint
-from .loaders import LPDModelLoader, LPDTokenizerLoader
-from .sampling import LPDSampler, LPDSchedule
-from .tokens import LPDDecode, LPDEncode, LPDImageGrid, TokenGrid
+from .tokens import TokenGrid
 
-NODE_CLASS_MAPPINGS = {
-    "LPDModelLoader": LPDModelLoader,
-    "LPDTokenizerLoader": LPDTokenizerLoader,
-    "LPDSchedule": LPDSchedule,
-    "LPDSampler": LPDSampler,
-    "LPDDecode": LPDDecode,
-    "LPDEncode": LPDEncode,
-    "LPDImageGrid": LPDImageGrid,
-    "LPDEditSampler": LPDEditSampler,
-    "LPDPadForOutpaint": LPDPadForOutpaint,
-}
+log = logging.getLogger("lpd")
 
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "LPDModelLoader": "LPD Model Loader",
-    "LPDTokenizerLoader": "LPD Tokenizer Loader",
-    "LPDSchedule": "LPD Schedule",
-    "LPDSampler": "LPD Sampler",
-    "LPDDecode": "LPD Decode",
-    "LPDEncode": "LPD Encode",
-    "LPDImageGrid": "LPD Image Grid",
-    "LPDEditSampler": "LPD Edit Sampler",
-    "LPDPadForOutpaint": "LPD Pad For Outpaint",
-}
+
+def node_list() -> list:
+    """Every node class of the pack, module by module in name order. A module that fails to import
+    is logged with its traceback and skipped, so the other nodes still load."""
+    found = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        try:
+            module = importlib.import_module(f"{__name__}.{info.name}")
+        except Exception:
+            log.exception("LPD: nodes/%s.py could not be imported; its nodes are missing", info.name)
+            continue
+        found += [node for node in getattr(module, "NODES", []) if node not in found]
+    return found
 
 
 def setup() -> None:
@@ -41,4 +38,4 @@ def setup() -> None:
     routes.register()
 
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "TokenGrid", "setup"]
+__all__ = ["TokenGrid", "node_list", "setup"]

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from . import runtime
+from .schema import CATEGORY, Model, Tokenizer, io
 
-DEMO = "demo"
 DOWNLOAD_SUFFIX = " (download)"
 
 
@@ -16,6 +16,11 @@ def published(kind: str) -> dict:
     """The registry of published checkpoints of a kind ("lpd" or "vq"), by name."""
     from lpd_core import hub
     return hub.LPD_MODELS if kind == "lpd" else hub.TOKENIZERS
+
+
+def demo_name() -> str:
+    from lpd_core.checkpoints import DEMO
+    return DEMO
 
 
 def demo_path(kind: str) -> Path:
@@ -42,8 +47,9 @@ def file_kind(path: Path) -> str | None:
 def _safetensors_kind(path: Path) -> str | None:
     try:
         from safetensors import safe_open
+        from lpd_core.weights import KIND_METADATA_KEY
         with safe_open(str(path), framework="pt") as f:
-            kind = (f.metadata() or {}).get("lpd_kind")
+            kind = (f.metadata() or {}).get(KIND_METADATA_KEY)
             if kind in ("lpd", "vq"):
                 return kind
             keys = set(f.keys())
@@ -84,11 +90,22 @@ def local_published(name: str) -> Path | None:
 
 
 def choices(kind: str) -> list[str]:
-    """Widget entries: the demo (when bundled), published names ("<name> (download)" until they are on
-    disk), then files in the model folders that can be of this kind."""
-    entries = [DEMO] if demo_path(kind).is_file() else []
-    entries += [name if local_published(name) else name + DOWNLOAD_SUFFIX for name in published(kind)]
-    entries += [name for name in runtime.list_checkpoint_files() if _listed_kind(name) in (kind, None)]
+    """Widget entries, one per checkpoint: the demo (when bundled), published names ("<name> (download)"
+    until they are on disk), then the other files in the model folders that can be of this kind. A
+    published checkpoint on disk is listed by its name only, not also as its file."""
+    entries = [demo_name()] if demo_path(kind).is_file() else []
+    on_disk = set()
+    for name in published(kind):
+        local = local_published(name)
+        entries.append(name if local else name + DOWNLOAD_SUFFIX)
+        if local:
+            on_disk.add(local.resolve())
+    for name in runtime.list_checkpoint_files():
+        path = runtime.checkpoint_path(name)
+        if path is not None and path.resolve() in on_disk:
+            continue
+        if _listed_kind(name) in (kind, None):
+            entries.append(name)
     return entries
 
 
@@ -104,7 +121,7 @@ def validate_choice(choice: str, kind: str) -> bool | str:
     name = plain_name(choice)
     if name in published(kind):
         return True
-    if name == DEMO:
+    if name == demo_name():
         return True if demo_path(kind).is_file() else (
             "the demo model is not in this copy of the pack (lpd_core/data/demo/ is missing); "
             "reinstall the pack or pick another model")
@@ -119,11 +136,12 @@ def resolve(choice: str, kind: str) -> Path:
     """The checkpoint file for a widget value, downloading a published one on first use (progress on
     the node)."""
     from lpd_core.checkpoints import find_checkpoint
+    from lpd_core.errors import CheckpointError
     name = plain_name(choice)
-    if name == DEMO:
+    if name == demo_name():
         path = demo_path(kind)
         if not path.is_file():
-            raise FileNotFoundError(validate_choice(choice, kind))
+            raise CheckpointError(validate_choice(choice, kind))
         return path
     if name in published(kind):
         local = local_published(name)
@@ -140,7 +158,7 @@ def resolve(choice: str, kind: str) -> Path:
         return find_checkpoint(name, folder, progress=progress, tokenizer=kind == "vq")
     path = runtime.checkpoint_path(name)
     if path is None:
-        raise FileNotFoundError(validate_choice(choice, kind))
+        raise CheckpointError(validate_choice(choice, kind))
     return path
 
 
@@ -149,64 +167,72 @@ _DTYPE_TOOLTIP = ("Weight precision. auto: what ComfyUI picks for this device (b
                   "run them well, fp32 on the CPU). Same seed + same dtype + same device = same image.")
 
 
-class LPDModelLoader:
-    DESCRIPTION = ("Loads an LPD generator. Published models (LPD-L/XL/XXL, 256 and 512 px) download into "
-                   "models/lpd on first use; 'demo' is a small bundled model of 10 shape classes that runs "
-                   "offline. The model joins ComfyUI's memory management like any checkpoint.")
-    CATEGORY = "LPD"
-    FUNCTION = "load"
-    RETURN_TYPES = ("LPD_MODEL",)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The LPD transformer, ready for LPD Schedule and LPD Sampler.",)
+def _dtype_input():
+    return io.Combo.Input("dtype", options=runtime.DTYPE_CHOICES, default="auto", tooltip=_DTYPE_TOOLTIP)
+
+
+class LPDModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LPDModelLoader", display_name="LPD Model Loader", category=CATEGORY,
+            description=("Loads an LPD generator. Published models (LPD-L/XL/XXL, 256 and 512 px) download into "
+                         "models/lpd on first use; 'demo' is a small bundled model of 10 shape classes that runs "
+                         "offline. The model joins ComfyUI's memory management like any checkpoint."),
+            inputs=[
+                io.Combo.Input("model_name", options=choices("lpd"), tooltip=(
+                    "A checkpoint in models/lpd (.safetensors, .pth or .pt), a published name ('(download)' = "
+                    "not on disk yet: it downloads from Hugging Face when the node first runs, with progress "
+                    "on the node), or 'demo' (bundled, offline). A published checkpoint on disk is listed "
+                    "once, by its name.")),
+                _dtype_input(),
+            ],
+            outputs=[Model.Output("model", tooltip="The LPD transformer, ready for LPD Schedule and LPD Sampler.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model_name": (choices("lpd"), {"tooltip": (
-                "A checkpoint in models/lpd (.safetensors or published .pth), a published name "
-                "('(download)' = not on disk yet: it downloads from Hugging Face when the node first runs, "
-                "with progress on the node), or 'demo' (bundled, offline).")}),
-            "dtype": (runtime.DTYPE_CHOICES, {"default": "auto", "tooltip": _DTYPE_TOOLTIP}),
-        }}
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, model_name):
+    def validate_inputs(cls, model_name):
         return validate_choice(model_name, "lpd")
 
-    def load(self, model_name, dtype="auto"):
+    @classmethod
+    def execute(cls, model_name, dtype="auto"):
         from lpd_core.weights import load_model
         path = resolve(model_name, "lpd")
-        module = load_model(path, device=runtime.offload_device(), dtype=runtime.resolve_dtype(dtype, "lpd"))
-        return (runtime.Managed(module, plain_name(model_name), "lpd", path),)
+        module = load_model(path, device=runtime.offload_device(), dtype=runtime.widget_dtype(dtype, "lpd"))
+        return io.NodeOutput(runtime.Managed(module, plain_name(model_name), "lpd", path))
 
 
-class LPDTokenizerLoader:
-    DESCRIPTION = ("Loads the VQ tokenizer that turns token grids into images and back: LlamaGen's VQ-16 "
-                   "(vq_ds16_c2i, used by every published LPD model; downloads on first use) or the demo's.")
-    CATEGORY = "LPD"
-    FUNCTION = "load"
-    RETURN_TYPES = ("LPD_VQ",)
-    RETURN_NAMES = ("tokenizer",)
-    OUTPUT_TOOLTIPS = ("The VQ tokenizer, for LPD Decode, LPD Encode and the sampler's live preview.",)
+class LPDTokenizerLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LPDTokenizerLoader", display_name="LPD Tokenizer Loader", category=CATEGORY,
+            description=("Loads the VQ tokenizer that turns token grids into images and back: LlamaGen's VQ-16 "
+                         "(vq_ds16_c2i, used by every published LPD model; downloads on first use) or the "
+                         "demo's."),
+            inputs=[
+                io.Combo.Input("tokenizer_name", options=choices("vq"), tooltip=(
+                    "A tokenizer checkpoint in models/lpd, 'vq_ds16_c2i' (LlamaGen VQ-16 for the published "
+                    "models; downloads on first use) or 'demo' (the demo model's own tokenizer).")),
+                _dtype_input(),
+            ],
+            outputs=[Tokenizer.Output("tokenizer", tooltip=(
+                "The VQ tokenizer, for LPD Decode, LPD Encode and the sampler's live preview."))],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "tokenizer_name": (choices("vq"), {"tooltip": (
-                "A tokenizer checkpoint in models/lpd, 'vq_ds16_c2i' (LlamaGen VQ-16 for the published "
-                "models; downloads on first use) or 'demo' (the demo model's own tokenizer).")}),
-            "dtype": (runtime.DTYPE_CHOICES, {"default": "auto", "tooltip": _DTYPE_TOOLTIP}),
-        }}
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, tokenizer_name):
+    def validate_inputs(cls, tokenizer_name):
         return validate_choice(tokenizer_name, "vq")
 
-    def load(self, tokenizer_name, dtype="auto"):
+    @classmethod
+    def execute(cls, tokenizer_name, dtype="auto"):
         from lpd_core.weights import load_tokenizer
         path = resolve(tokenizer_name, "vq")
-        module = load_tokenizer(path, device=runtime.offload_device(), dtype=runtime.resolve_dtype(dtype, "vq"))
-        return (runtime.Managed(module, plain_name(tokenizer_name), "vq", path),)
+        module = load_tokenizer(path, device=runtime.offload_device(), dtype=runtime.widget_dtype(dtype, "vq"))
+        return io.NodeOutput(runtime.Managed(module, plain_name(tokenizer_name), "vq", path))
+
+
+NODES = [LPDModelLoader, LPDTokenizerLoader]
 
 
 # ------------------------------------------------------------------------------------------ class names
@@ -218,7 +244,7 @@ def class_names_for_choice(choice: str) -> dict:
     from lpd_core.weights import CLASS_NAMES_METADATA_KEY
     name = plain_name(choice or "")
     path = None
-    if name == DEMO:
+    if name == demo_name():
         path = demo_path("lpd")
     elif name not in published("lpd"):
         path = runtime.checkpoint_path(name)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import sys
 from pathlib import Path
 
+log = logging.getLogger("lpd")
+
 FOLDER_NAME = "lpd"  # models/lpd, also the key for extra_model_paths.yaml
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp32"]
 
 
@@ -64,8 +66,12 @@ def download_folder() -> Path:
 
 
 def _visible(relative: str) -> bool:
+    # The loaders offer every file the library's loaders read (lpd_core.checkpoints.MODEL_SUFFIXES:
+    # .safetensors, .pth, .pt). hub.CHECKPOINT_SUFFIXES is narrower on purpose: it is what a download
+    # picks inside a Hugging Face repository, while a tokenizer put here by hand is often a .pt file.
+    from lpd_core.checkpoints import MODEL_SUFFIXES
     parts = relative.replace("\\", "/").split("/")
-    return relative.endswith(CHECKPOINT_SUFFIXES) and not any(p.startswith(".") for p in parts)
+    return relative.endswith(MODEL_SUFFIXES) and not any(p.startswith(".") for p in parts)
 
 
 def list_checkpoint_files() -> list[str]:
@@ -118,14 +124,15 @@ def intermediate_device():
     return torch.device("cpu")
 
 
-def resolve_dtype(choice: str, kind: str = "lpd"):
-    """A dtype widget value → torch dtype. "auto" follows ComfyUI's choice for the compute device
-    (its --bf16-unet/--fp16-vae style flags included): bf16 or fp16 where ComfyUI would use them for a
-    diffusion model (LPD) or a VAE (the tokenizer), fp32 on the CPU."""
+def widget_dtype(choice: str, kind: str = "lpd"):
+    """A loader's dtype widget value → torch dtype. "auto" follows ComfyUI's choice for the compute
+    device (its --bf16-unet/--fp16-vae style flags included): bf16 or fp16 where ComfyUI would use them
+    for a diffusion model (LPD) or a VAE (the tokenizer), fp32 on the CPU. Named dtypes are read by
+    the library (`lpd_core.weights.resolve_dtype`)."""
     import torch
-    from lpd_core.weights import resolve_dtype as library_dtype
+    from lpd_core.weights import resolve_dtype
     if choice != "auto":
-        return library_dtype(choice)
+        return resolve_dtype(choice)
     mm = _comfy("comfy.model_management")
     if mm is None:
         return torch.float32
@@ -135,14 +142,45 @@ def resolve_dtype(choice: str, kind: str = "lpd"):
     return mm.unet_dtype(device, supported_dtypes=[torch.bfloat16, torch.float16, torch.float32])
 
 
+def release_decoder(module) -> None:
+    """Drop what the fast path keeps on an LPD module (KV cache, CUDA graphs); the next run rebuilds it."""
+    from lpd_core.fast import release_fast_state
+    release_fast_state(module)
+
+
+def _patcher_class():
+    """ComfyUI's ModelPatcher, extended so that whatever the fast path keeps on our module is released
+    whenever ComfyUI takes the module off its device: fully (unload, /free, making room for another
+    model: `detach(unpatch_all=True)`) or in part (`partially_unload`). Both methods exist with these
+    meanings in ComfyUI 0.8.0 and 0.33.0 (tests/test_nodes.py checks them on both). Built at call
+    time: comfy.model_patcher is only importable in ComfyUI."""
+    patcher_module = _comfy("comfy.model_patcher")
+    if patcher_module is None:
+        return None
+
+    class LPDModelPatcher(patcher_module.ModelPatcher):
+        def detach(self, unpatch_all=True):
+            # load_models_gpu re-attaches a model that is already loaded with detach(unpatch_all=False):
+            # its weights stay where they are, so the decoder stays valid. Every real unload unpatches.
+            if unpatch_all:
+                release_decoder(self.model)
+            return super().detach(unpatch_all)
+
+        def partially_unload(self, *args, **kwargs):
+            release_decoder(self.model)
+            return super().partially_unload(*args, **kwargs)
+
+    return LPDModelPatcher
+
+
 class Managed:
     """A loaded torch module that takes part in ComfyUI's memory management.
 
-    Inside ComfyUI the module is wrapped in a `comfy.model_patcher.ModelPatcher`; `ready()` calls
-    `comfy.model_management.load_models_gpu`, which frees room by unloading other models when memory
-    is short and moves this one onto the compute device. ComfyUI may move it back to the offload
-    device later (memory pressure, /free); the next `ready()` brings it back.
-    Outside ComfyUI `ready()` just returns the module on the CPU.
+    Inside ComfyUI the module is wrapped in a ModelPatcher (`_patcher_class`); `ready()` calls
+    `comfy.model_management.load_models_gpu` with the memory the run needs beside the weights, which
+    frees room by unloading other models when memory is short and moves this one onto the compute
+    device. ComfyUI may move it back to the offload device later (memory pressure, /free); the next
+    `ready()` brings it back. Outside ComfyUI `ready()` just returns the module on the CPU.
     """
 
     def __init__(self, module, name: str, kind: str, path: Path | None = None):
@@ -150,18 +188,21 @@ class Managed:
         self.name = name
         self.kind = kind  # "lpd" or "vq"
         self.path = path
-        self.patcher = None
-        patcher_module = _comfy("comfy.model_patcher")
-        if patcher_module is not None:
-            self.patcher = patcher_module.ModelPatcher(module, load_device=torch_device(),
-                                                       offload_device=offload_device())
+        patcher_class = _patcher_class()
+        self.patcher = None if patcher_class is None else patcher_class(
+            module, load_device=torch_device(), offload_device=offload_device())
 
-    def ready(self):
-        """The module on its compute device, loaded through ComfyUI's model management."""
+    @property
+    def device(self):
+        return next(self.module.parameters()).device
+
+    def ready(self, memory_required: int = 0):
+        """The module on its compute device, loaded through ComfyUI's model management with
+        `memory_required` bytes of working memory kept free beside it."""
         if self.patcher is None:
             return self.module
         mm = _comfy("comfy.model_management")
-        mm.load_models_gpu([self.patcher], force_full_load=True)
+        mm.load_models_gpu([self.patcher], memory_required=int(memory_required), force_full_load=True)
         device = self.patcher.load_device
         # Parameters held by the top module itself (position embeddings, class embeddings) are only
         # moved by a full load; with --novram ComfyUI loads partially, so finish the move here.
@@ -173,16 +214,70 @@ class Managed:
         return f"<{self.kind} {self.name!r}>"
 
 
+def decoder_memory(model: Managed, batch: int, group_sizes, cfg: float) -> int:
+    """Bytes the fast path keeps beside the weights for this run (KV cache + graph pool), from the
+    library's estimate; what the sampler asks ComfyUI to keep free when it loads the model."""
+    from lpd_core.fast import decoder_memory_bytes, on_by_default
+    module = model.module
+    if not on_by_default(torch_device()):
+        return 0
+    rows = batch * (2 if cfg != 1.0 else 1)
+    sizes = list(group_sizes)
+    widest = max([sizes[0] + 1] + [a + b for a, b in zip(sizes, sizes[1:])])  # previous group + queries
+    return decoder_memory_bytes(module.config, rows, module.pos_embed.dtype, widest)
+
+
 @contextlib.contextmanager
 def fast_decoding(module):
     """Yields whether to take generate's fast path (CUDA graphs) for this LPD module: on a GPU.
-    Its graphs and KV cache are freed on leaving, since ComfyUI's memory management does not see
-    them; capturing again on the next run costs a few milliseconds."""
-    from lpd_core.fast import on_by_default, release_fast_state
+
+    The captured decoder stays on the module after the run, so the next run of the same batch on the
+    same device replays the graphs instead of capturing them again; the library rebuilds it when the
+    batch, dtype or weights' device change. It is released when ComfyUI unloads or moves the module
+    (`LPDModelPatcher`), and here when the run fails or is interrupted."""
+    from lpd_core.fast import on_by_default
     try:
         yield on_by_default(module.pos_embed.device)
-    finally:
-        release_fast_state(module)
+    except BaseException:
+        release_decoder(module)
+        raise
+
+
+# ------------------------------------------------------------------------------------------ memory
+def free_memory(device) -> int | None:
+    """Bytes free on a device: ComfyUI's count inside ComfyUI, else torch's (CUDA) or the OS's (CPU,
+    where it can say); None when unknown."""
+    mm = _comfy("comfy.model_management")
+    if mm is not None:
+        return int(mm.get_free_memory(device))
+    import torch
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def vq_memory_per_image(vq, height: int, width: int) -> int:
+    """Working memory of one image through the tokenizer's decoder (or encoder), in bytes: a few
+    activations of its widest level live at once (a residual block's input, normalised copy and
+    convolution output), plus the float32 image."""
+    config = vq.config
+    itemsize = next(vq.parameters()).element_size()
+    widest = max(config.ch * mult * (height >> level) * (width >> level)
+                 for level, mult in enumerate(config.ch_mult))
+    return 5 * widest * itemsize + 3 * height * width * 4
+
+
+def batch_that_fits(count: int, per_item: int, device) -> int:
+    """How many items of `per_item` bytes to process at once on `device`: all when they fit in its
+    free memory, else as many as fit (at least 1)."""
+    free = free_memory(device)
+    if free is None:
+        return count
+    return max(1, min(count, free // max(1, per_item)))
 
 
 # ------------------------------------------------------------------------------------------ progress
@@ -191,10 +286,27 @@ class _NoProgress:
         pass
 
 
+class _Progress:
+    """Progress (and preview frames) of the executing node through ComfyUI's V3 progress API
+    (`ComfyAPISync().execution.set_progress`). Unlike the old ProgressBar hook it does not check for
+    Cancel: the decode loops call `throw_if_interrupted` at every step."""
+
+    def __init__(self, api, total: int):
+        self.api = api
+        self.total = total
+
+    def update_absolute(self, value, total=None, preview=None):
+        self.api.execution.set_progress(value, total or self.total, preview_image=preview)
+
+
 def progress_bar(total: int):
-    """ComfyUI's ProgressBar (shows on the executing node; its hook also raises on /interrupt)."""
-    utils = _comfy("comfy.utils")
-    return utils.ProgressBar(total) if utils is not None else _NoProgress()
+    """The executing node's progress display; a no-op outside a ComfyUI run. `update_absolute`'s
+    `preview` is a PIL image (sent as JPEG, scaled to ComfyUI's --preview-size)."""
+    executing = _comfy("comfy_execution.utils")
+    api = _comfy("comfy_api.v0_0_2")
+    if executing is None or api is None or executing.get_executing_context() is None:
+        return _NoProgress()
+    return _Progress(api.ComfyAPISync(), total)
 
 
 def throw_if_interrupted() -> None:
@@ -204,6 +316,21 @@ def throw_if_interrupted() -> None:
         mm.throw_exception_if_processing_interrupted()
 
 
-def preview_max_size() -> int:
-    cli_args = _comfy("comfy.cli_args")
-    return int(getattr(cli_args.args, "preview_size", 512)) if cli_args is not None else 512
+# ------------------------------------------------------------------------------------------ messages
+MESSAGE_EVENT = "lpd.message"  # web/lpd_messages.js shows these as toasts on the canvas
+
+
+def notify(message: str, summary: str = "LPD") -> None:
+    """A warning the user should see: logged, and inside a ComfyUI server pushed to the browser, where
+    the pack's web extension shows it as a toast (the core frontend shows a node's `ui.text` only for
+    a few core nodes)."""
+    log.warning("%s: %s", summary, message)
+    server = sys.modules.get("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if instance is None:
+        return
+    executing = _comfy("comfy_execution.utils")
+    context = executing.get_executing_context() if executing is not None else None
+    instance.send_sync(MESSAGE_EVENT, {"summary": summary, "detail": message,
+                                       "node": context.node_id if context is not None else None},
+                       instance.client_id)

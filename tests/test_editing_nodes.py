@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_nodes import FIXTURES, PACK_NAME, REAL_COMFY, Recorder, _load_pack, small_tokenizer
+from tests.test_nodes import (FIXTURES, PACK_NAME, REAL_COMFY, _load_pack, node_classes, recording_progress, schema_inputs,
+                              small_tokenizer)
 
 GRID, STRIDE, SIZE = 8, 16, 128
 
@@ -54,17 +55,17 @@ def pack(models_dir):
 
 @pytest.fixture(scope="module")
 def nodes(pack):
-    return {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+    return node_classes(pack)
 
 
 @pytest.fixture(scope="module")
 def model(nodes):
-    return nodes["LPDModelLoader"].load("lpd_fixture.safetensors", "auto")[0]
+    return nodes["LPDModelLoader"].execute("lpd_fixture.safetensors", "auto")[0]
 
 
 @pytest.fixture(scope="module")
 def vq(nodes):
-    return nodes["LPDTokenizerLoader"].load("vq_fixture.safetensors", "auto")[0]
+    return nodes["LPDTokenizerLoader"].execute("vq_fixture.safetensors", "auto")[0]
 
 
 @pytest.fixture(scope="module")
@@ -76,22 +77,18 @@ def picture():
 
 @pytest.fixture
 def progress(pack, monkeypatch):
-    recorder = Recorder()
-    if REAL_COMFY:
-        import comfy.utils
-        monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", recorder)
-    else:
-        runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+    with recording_progress(monkeypatch) as recorder:
+        yield recorder
 
-        class Bar:
-            def __init__(self, total):
-                self.total = total
 
-            def update_absolute(self, value, total=None, preview=None):
-                recorder(value, total or self.total, preview)
-
-        monkeypatch.setattr(runtime, "progress_bar", Bar)
-    return recorder
+@pytest.fixture
+def notices(pack, monkeypatch):
+    """What the nodes tell the user through runtime.notify (a toast in the browser)."""
+    runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+    told = []
+    original = runtime.notify
+    monkeypatch.setattr(runtime, "notify", lambda message, summary="LPD": (told.append(message), original(message, summary)))
+    return told
 
 
 def box_mask(top=2, left=3, height=3, width=4, batch=None):
@@ -103,10 +100,10 @@ def box_mask(top=2, left=3, height=3, width=4, batch=None):
 
 def run(nodes, model, vq, image, mask, class_index=3, **settings):
     settings = {"steps": 4, "seed": 0, **settings}
-    out = nodes["LPDEditSampler"].edit(model, vq, image, mask, class_index, **settings)
-    assert set(out) == {"ui", "result"} and isinstance(out["ui"]["text"][0], str)
-    images, tokens = out["result"]
-    return images, tokens, out["ui"]["text"][0]
+    out = nodes["LPDEditSampler"].execute(model, vq, image, mask, class_index, **settings)
+    assert out.ui is None  # messages go to runtime.notify: the core frontend shows no ui.text here
+    images, tokens = out.result
+    return images, tokens
 
 
 def pixel_mask(token_mask):
@@ -115,27 +112,25 @@ def pixel_mask(token_mask):
 
 # ------------------------------------------------------------------------------------------ definitions
 def test_registered_with_tooltips(pack):
+    classes = node_classes(pack)
     for name in ("LPDEditSampler", "LPDPadForOutpaint"):
-        cls = pack.NODE_CLASS_MAPPINGS[name]
-        assert pack.NODE_DISPLAY_NAME_MAPPINGS[name].startswith("LPD")
-        assert cls.CATEGORY == "LPD" and cls.DESCRIPTION and hasattr(cls, cls.FUNCTION)
-        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
-        for group, inputs in cls.INPUT_TYPES().items():
-            for input_name, definition in inputs.items():
-                assert len(definition) == 2 and definition[1].get("tooltip"), f"{name}.{input_name}"
-    edit = pack.NODE_CLASS_MAPPINGS["LPDEditSampler"]
-    assert edit.RETURN_TYPES == ("IMAGE", "LPD_TOKENS")
-    required = edit.INPUT_TYPES()["required"]
-    assert required["seed"][1]["control_after_generate"] is True
-    assert required["composite"][1]["default"] is True and required["steps"][1]["default"] == 0
-    assert "first" in required["mask"][1]["tooltip"]  # a mask batch: the first mask is used
-    assert pack.NODE_CLASS_MAPPINGS["LPDPadForOutpaint"].RETURN_TYPES == ("IMAGE", "MASK")
+        schema = classes[name].define_schema()
+        assert schema.display_name.startswith("LPD") and schema.category == "LPD" and schema.description
+        for item in [*schema.inputs, *schema.outputs]:
+            assert item.tooltip, f"{name}.{item.id}"
+    edit = classes["LPDEditSampler"]
+    assert [o.io_type for o in edit.define_schema().outputs] == ["IMAGE", "LPD_TOKENS"]
+    inputs = schema_inputs(edit)
+    assert inputs["seed"].control_after_generate is True
+    assert inputs["composite"].default is True and inputs["steps"].default == 0
+    assert "first" in inputs["mask"].tooltip  # a mask batch: the first mask is used
+    assert [o.io_type for o in classes["LPDPadForOutpaint"].define_schema().outputs] == ["IMAGE", "MASK"]
 
 
 # ------------------------------------------------------------------------------------------ inpaint
 def test_inpaint_keeps_what_is_not_masked(nodes, model, vq, picture):
     mask = box_mask()
-    images, tokens, text = run(nodes, model, vq, picture, mask)
+    images, tokens = run(nodes, model, vq, picture, mask)
     assert images.shape == (1, SIZE, SIZE, 3) and images.dtype == torch.float32 and images.device.type == "cpu"
     assert 0 <= float(images.min()) and float(images.max()) <= 1
     regenerated = torch.zeros(GRID, GRID, dtype=torch.bool)
@@ -150,20 +145,19 @@ def test_inpaint_keeps_what_is_not_masked(nodes, model, vq, picture):
     codes = vq.module.encode_images(picture)
     keep = ~regenerated.reshape(-1)
     assert torch.equal(tokens.tokens[0, keep], codes[0, keep])
-    assert "12 of 64" in text
     # LPD Decode takes them: outside the mask the decode is the tokenizer's reconstruction
-    decoded = nodes["LPDDecode"].decode(tokens, vq)[0]
+    decoded = nodes["LPDDecode"].execute(tokens, vq)[0]
     assert decoded.shape == (1, SIZE, SIZE, 3)
     assert torch.allclose(decoded[0][pixel_mask(regenerated)], images[0][pixel_mask(regenerated)], atol=1e-5)
 
 
 def test_composite_off_and_feather(nodes, model, vq, picture):
     mask = box_mask()
-    composited, tokens, _ = run(nodes, model, vq, picture, mask)
-    plain, same, _ = run(nodes, model, vq, picture, mask, composite=False)
+    composited, tokens = run(nodes, model, vq, picture, mask)
+    plain, same = run(nodes, model, vq, picture, mask, composite=False)
     assert torch.equal(tokens.tokens, same.tokens)
     assert torch.allclose(plain, vq.module.decode_images(same.tokens), atol=1e-5)  # all decoded
-    feathered, _, _ = run(nodes, model, vq, picture, mask, feather=1)
+    feathered, _ = run(nodes, model, vq, picture, mask, feather=1)
     region = torch.zeros(GRID, GRID, dtype=torch.bool)
     region[2:5, 3:7] = True
     ring = dilate(region, 1) & ~region
@@ -178,15 +172,15 @@ def dilate(tokens, by):
 
 
 def test_grow_widens_the_region(nodes, model, vq, picture):
-    _, tokens, text = run(nodes, model, vq, picture, box_mask(3, 3, 2, 2), grow=1)
-    assert tokens.settings["regenerated"] == 16 and "16 of 64" in text
+    _, tokens = run(nodes, model, vq, picture, box_mask(3, 3, 2, 2), grow=1)
+    assert tokens.settings["regenerated"] == 16
 
 
-def test_empty_mask_returns_the_input(nodes, model, vq, picture, progress, caplog):
+def test_empty_mask_returns_the_input(nodes, model, vq, picture, progress, notices, caplog):
     with caplog.at_level("WARNING"):
-        images, tokens, text = run(nodes, model, vq, picture, torch.zeros(1, SIZE, SIZE))
+        images, tokens = run(nodes, model, vq, picture, torch.zeros(1, SIZE, SIZE))
     assert torch.equal(images, picture)
-    assert "mask covers no token" in text and "mask covers no token" in caplog.text
+    assert len(notices) == 1 and "mask covers no token" in notices[0] and "mask covers no token" in caplog.text
     assert torch.equal(tokens.tokens, vq.module.encode_images(picture)) and tokens.settings["regenerated"] == 0
     assert progress.updates == []  # nothing was generated
     # below the 0.5 threshold counts as empty too
@@ -196,7 +190,7 @@ def test_empty_mask_returns_the_input(nodes, model, vq, picture, progress, caplo
 def test_mask_batch_uses_the_first_mask(nodes, model, vq, picture):
     pictures = torch.cat([picture, picture.flip(1)])
     masks = torch.cat([box_mask(), torch.ones(1, SIZE, SIZE)])
-    images, tokens, _ = run(nodes, model, vq, pictures, masks, seed=5, order="raster")
+    images, tokens = run(nodes, model, vq, pictures, masks, seed=5, order="raster")
     assert images.shape == (2, SIZE, SIZE, 3) and tokens.tokens.shape == (2, GRID * GRID) and tokens.seeds == [5, 6]
     regenerated = torch.zeros(GRID, GRID, dtype=torch.bool)
     regenerated[2:5, 3:7] = True
@@ -211,10 +205,10 @@ def test_non_square_input_is_fitted_like_the_image(nodes, model, vq):
     wide = torch.rand(1, 64, 96, 3, generator=torch.Generator().manual_seed(2))
     mask = torch.zeros(1, 64, 96)
     mask[:, :, 48:] = 1  # right half of the image
-    images, tokens, text = run(nodes, model, vq, wide, mask)
+    images, tokens = run(nodes, model, vq, wide, mask)
     assert images.shape == (1, SIZE, SIZE, 3)
     # centre crop of the 192×128 resize: x from 32; the mask starts at x = 96 - 32 = 64 = token 4
-    assert tokens.settings["regenerated"] == 32 and "32 of 64" in text
+    assert tokens.settings["regenerated"] == 32
     with pytest.raises(ValueError, match=r"mask is 64×64 px but the image 96×64 px.*aspect"):
         run(nodes, model, vq, wide, torch.ones(1, 64, 64))
     # a mask of another size with the same aspect ratio is fine
@@ -235,15 +229,15 @@ def test_determinism_by_seed(nodes, model, vq, picture):
 
 def test_class_swap_changes_only_the_masked_part(nodes, model, vq, picture):
     mask = box_mask(1, 1, 6, 6)
-    _, as_three, _ = run(nodes, model, vq, picture, mask, class_index=3, seed=4)
-    _, as_seven, _ = run(nodes, model, vq, picture, mask, class_index=7, seed=4)
+    _, as_three = run(nodes, model, vq, picture, mask, class_index=3, seed=4)
+    _, as_seven = run(nodes, model, vq, picture, mask, class_index=7, seed=4)
     regenerated = torch.zeros(GRID, GRID, dtype=torch.bool)
     regenerated[1:7, 1:7] = True
     inside = regenerated.reshape(-1)
     assert as_seven.labels == [7]
     assert torch.equal(as_three.tokens[0, ~inside], as_seven.tokens[0, ~inside])
     assert not torch.equal(as_three.tokens[0, inside], as_seven.tokens[0, inside])
-    with pytest.raises(ValueError, match=r"class index 10 is out of range.*0\.\.9"):
+    with pytest.raises(ValueError, match=r"class index 10 is out of range.*0 to 9"):
         run(nodes, model, vq, picture, mask, class_index=10)
     with pytest.raises(ValueError, match=r"class index 10 is out of range"):  # also when nothing is masked
         run(nodes, model, vq, picture, torch.zeros(1, SIZE, SIZE), class_index=10)
@@ -251,19 +245,19 @@ def test_class_swap_changes_only_the_masked_part(nodes, model, vq, picture):
 
 def test_full_mask_is_plain_generation(nodes, model, vq, picture):
     """Masking everything is LPD Sampler with the same steps, order and seed."""
-    _, tokens, _ = run(nodes, model, vq, picture, torch.ones(1, SIZE, SIZE), steps=6, seed=9)
-    schedule = nodes["LPDSchedule"].build(model, 6, "locality", 9)[0]
-    sampled = nodes["LPDSampler"].sample(model, schedule, 3, 1, 9)[0]
+    _, tokens = run(nodes, model, vq, picture, torch.ones(1, SIZE, SIZE), steps=6, seed=9)
+    schedule = nodes["LPDSchedule"].execute(model, 6, "locality", 9)[0]
+    sampled = nodes["LPDSampler"].execute(model, schedule, 3, 1, 9)[0]
     assert torch.equal(tokens.tokens, sampled.tokens)
 
 
 def test_steps_default_and_cap(nodes, model, vq, picture):
     from lpd_core.checkpoints import generation_defaults
-    _, tokens, _ = run(nodes, model, vq, picture, box_mask(1, 1, 5, 6), steps=0)  # 30 tokens
+    _, tokens = run(nodes, model, vq, picture, box_mask(1, 1, 5, 6), steps=0)  # 30 tokens
     assert tokens.settings["steps"] == generation_defaults(model.module).steps == 20
-    _, many, _ = run(nodes, model, vq, picture, box_mask(), steps=500)  # capped: at least one token per step
+    _, many = run(nodes, model, vq, picture, box_mask(), steps=500)  # capped: at least one token per step
     assert many.settings["steps"] == 12
-    _, everything, _ = run(nodes, model, vq, picture, torch.ones(1, SIZE, SIZE), steps=500)
+    _, everything = run(nodes, model, vq, picture, torch.ones(1, SIZE, SIZE), steps=500)
     assert everything.settings["steps"] == GRID * GRID
 
 
@@ -290,8 +284,7 @@ def test_progress_preview_starts_from_the_kept_tokens(nodes, model, vq, picture,
     run(nodes, model, vq, picture, box_mask(), steps=4)
     assert [(value, total) for value, total, _ in progress.updates] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     grey = []
-    for _, _, (kind, frame, max_size) in progress.updates:
-        assert kind == "JPEG" and max_size >= 256
+    for _, _, frame in progress.updates:
         pixels = np.asarray(frame)
         grey.append(np.mean(np.all(pixels == 128, axis=-1)))
     # after the first step only part of the 12 masked tokens is grey; the kept 52 are drawn from the start
@@ -324,21 +317,21 @@ def test_interrupt(pack, nodes, model, vq, picture, progress, monkeypatch):
 def test_pad_for_outpaint(nodes, model, vq):
     image = torch.rand(2, 64, 64, 3, generator=torch.Generator().manual_seed(3))
     pad = nodes["LPDPadForOutpaint"]
-    canvas, mask = pad.pad(image, vq, left=0, top=0, right=2, bottom=0, model=model)
+    canvas, mask = pad.execute(image, vq, left=0, top=0, right=2, bottom=0, model=model)
     assert canvas.shape == (2, SIZE, SIZE, 3) and mask.shape == (2, SIZE, SIZE)
     assert canvas.dtype == mask.dtype == torch.float32 and 0 <= float(canvas.min()) and float(canvas.max()) <= 1
     assert mask[:, :, 96:].eq(1).all() and mask[:, 16:112, :96].eq(0).all()  # image 96×96, centred vertically
     assert canvas[:, :, 96:].eq(0.5).all()
     # without a model: the size widget, rounded down to the stride
-    small, small_mask = pad.pad(image, vq, left=1, top=1, right=1, bottom=1, size=70)
+    small, small_mask = pad.execute(image, vq, left=1, top=1, right=1, bottom=1, size=70)
     assert small.shape == (2, 64, 64, 3) and small_mask.shape == (2, 64, 64)
     assert small_mask[:, 16:48, 16:48].eq(0).all() and small_mask[:, :16].eq(1).all()
 
 
 def test_outpaint_regenerates_the_band(nodes, model, vq):
     image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(4))
-    canvas, mask = nodes["LPDPadForOutpaint"].pad(image, vq, left=0, top=2, right=0, bottom=0, model=model)
-    images, tokens, text = run(nodes, model, vq, canvas, mask, steps=3)
+    canvas, mask = nodes["LPDPadForOutpaint"].execute(image, vq, left=0, top=2, right=0, bottom=0, model=model)
+    images, tokens = run(nodes, model, vq, canvas, mask, steps=3)
     assert tokens.settings["regenerated"] == 2 * GRID + 2 * 6  # the top band + the uncovered side columns
     assert torch.equal(images[0][mask[0] < 0.5], canvas[0][mask[0] < 0.5])
     assert not images[0, :32].eq(0.5).all()
@@ -347,8 +340,8 @@ def test_outpaint_regenerates_the_band(nodes, model, vq):
 def test_bad_bands(nodes, model, vq):
     image = torch.rand(1, 32, 32, 3)
     with pytest.raises(ValueError, match=r"must be ≥ 0 and leave room.*at most 7 tokens"):
-        nodes["LPDPadForOutpaint"].pad(image, vq, left=4, top=0, right=4, bottom=0, model=model)
+        nodes["LPDPadForOutpaint"].execute(image, vq, left=4, top=0, right=4, bottom=0, model=model)
     with pytest.raises(ValueError, match="leave room"):
-        nodes["LPDPadForOutpaint"].pad(image, vq, left=0, top=8, right=0, bottom=0, size=128)
+        nodes["LPDPadForOutpaint"].execute(image, vq, left=0, top=8, right=0, bottom=0, size=128)
     with pytest.raises(ValueError, match="tokenizer/model mismatch"):
-        nodes["LPDPadForOutpaint"].pad(image, small_tokenizer(256), left=1, top=0, right=0, bottom=0, model=model)
+        nodes["LPDPadForOutpaint"].execute(image, small_tokenizer(256), left=1, top=0, right=0, bottom=0, model=model)

@@ -8,6 +8,7 @@ imported the way ComfyUI imports it: as a package from the repository root's __i
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import json
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "lpd_reference"
 PACK_NAME = "lpd_nodes_under_test"
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+V1_INTERFACE = json.loads((ROOT / "tests" / "fixtures" / "comfy_v1_interface.json").read_text())
 
 
 def _import_comfyui() -> bool:
@@ -80,6 +82,17 @@ def models_dir(tmp_path_factory):
         os.environ["LPD_MODELS_DIR"] = previous
 
 
+def node_classes(pack) -> dict:
+    """The pack's node classes by node id, as its comfy_entrypoint hands them to ComfyUI."""
+    import asyncio
+    extension = asyncio.run(pack.comfy_entrypoint())
+    return {cls.define_schema().node_id: cls for cls in asyncio.run(extension.get_node_list())}
+
+
+def schema_inputs(cls) -> dict:
+    return {item.id: item for item in cls.define_schema().inputs}
+
+
 @pytest.fixture(scope="module")
 def pack(models_dir):
     return _load_pack()
@@ -87,42 +100,57 @@ def pack(models_dir):
 
 @pytest.fixture(scope="module")
 def nodes(pack):
-    return {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+    return node_classes(pack)
 
 
 @pytest.fixture(scope="module")
 def model(nodes):
-    return nodes["LPDModelLoader"].load("lpd_fixture.safetensors", "auto")[0]
+    return nodes["LPDModelLoader"].execute("lpd_fixture.safetensors", "auto")[0]
 
 
 @pytest.fixture(scope="module")
 def vq(nodes):
-    return nodes["LPDTokenizerLoader"].load("vq_fixture.safetensors", "auto")[0]
+    return nodes["LPDTokenizerLoader"].execute("vq_fixture.safetensors", "auto")[0]
 
 
 @pytest.fixture(scope="module")
 def schedule(nodes, model):
-    return nodes["LPDSchedule"].build(model, 8, "locality", 0)[0]
+    return nodes["LPDSchedule"].execute(model, 8, "locality", 0)[0]
 
 
 class Recorder:
-    """Stands in for the progress display: records (value, total, preview) per update."""
+    """Stands in for the progress display: records (value, total, preview image) per update."""
 
     def __init__(self):
         self.updates = []
+        self.then = None  # called after each update (a test can press Cancel there)
 
-    def __call__(self, value, total, preview, prompt_id=None, node_id=None):
+    def __call__(self, value, total, preview):
         self.updates.append((value, total, preview))
+        if self.then is not None:
+            self.then()
 
 
-@pytest.fixture
-def progress(pack, monkeypatch):
-    """Records progress updates: through ComfyUI's own ProgressBar hook when ComfyUI is importable,
-    else by replacing the pack's progress bar."""
+@contextlib.contextmanager
+def recording_progress(monkeypatch):
+    """Records the nodes' progress updates. With ComfyUI: through its V3 progress API, as inside a run
+    (an executing-node context and a progress registry with a recording handler; previews arrive as
+    ComfyUI's ("JPEG", image, size) tuples). Without: by replacing the pack's progress bar."""
     recorder = Recorder()
     if REAL_COMFY:
-        import comfy.utils
-        monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", recorder)
+        from comfy_execution import progress as comfy_progress
+        from comfy_execution.utils import CurrentNodeContext
+
+        class Handler(comfy_progress.ProgressHandler):
+            def update_handler(self, node_id, value, max_value, state, prompt_id, image=None):
+                if image is not None:
+                    assert image[0] == "JPEG" and (image[2] is None or image[2] >= 256)
+                recorder(value, max_value, image[1] if image is not None else None)
+
+        comfy_progress.reset_progress_state("lpd-test", None)
+        comfy_progress.add_progress_handler(Handler("lpd-test"))
+        with CurrentNodeContext("lpd-test", "1"):
+            yield recorder
     else:
         runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
 
@@ -134,7 +162,13 @@ def progress(pack, monkeypatch):
                 recorder(value, total or self.total, preview)
 
         monkeypatch.setattr(runtime, "progress_bar", Bar)
-    return recorder
+        yield recorder
+
+
+@pytest.fixture
+def progress(pack, monkeypatch):
+    with recording_progress(monkeypatch) as recorder:
+        yield recorder
 
 
 def small_tokenizer(vocab: int):
@@ -156,35 +190,62 @@ def test_import_is_cheap_and_lazy():
         f"spec = importlib.util.spec_from_file_location('p', {str(ROOT / '__init__.py')!r}, "
         f"submodule_search_locations=[{str(ROOT)!r}])\n"
         "m = importlib.util.module_from_spec(spec); sys.modules['p'] = m; spec.loader.exec_module(m)\n"
+        "import asyncio; nodes = asyncio.run(asyncio.run(m.comfy_entrypoint()).get_node_list())\n"
         "print(time.perf_counter() - t, 'torch' in sys.modules, 'lpd_core' in sys.modules, "
-        "len(m.NODE_CLASS_MAPPINGS), m.WEB_DIRECTORY)\n"
+        "len(nodes), m.WEB_DIRECTORY, hasattr(m, 'NODE_CLASS_MAPPINGS'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}).stdout.split()
-    seconds, torch_loaded, core_loaded, count, web = float(out[0]), out[1], out[2], int(out[3]), out[4]
+    seconds, torch_loaded, core_loaded, count, web, v1 = float(out[0]), out[1], out[2], int(out[3]), out[4], out[5]
     assert torch_loaded == "False" and core_loaded == "False"
     assert count == 9 and web == "./web"
+    assert v1 == "False"  # ComfyUI ignores comfy_entrypoint when NODE_CLASS_MAPPINGS exists
     assert seconds < 0.5, f"importing the pack took {seconds:.3f} s"
 
 
 def test_node_definitions(pack):
-    assert set(pack.NODE_CLASS_MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS)
-    for name, cls in pack.NODE_CLASS_MAPPINGS.items():
-        assert name.startswith("LPD") and cls.CATEGORY == "LPD" and cls.DESCRIPTION
-        assert hasattr(cls, cls.FUNCTION)
-        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
-        spec = cls.INPUT_TYPES()
+    """Every node is a V3 node (define_schema / execute) with an LPD id, category, description and a
+    tooltip on every input and output."""
+    classes = node_classes(pack)
+    assert set(classes) == set(V1_INTERFACE)
+    for name, cls in classes.items():
+        schema = cls.define_schema()
+        assert name.startswith("LPD") and schema.category == "LPD" and schema.description
+        assert schema.display_name == V1_INTERFACE[name]["display_name"]
+        for item in [*schema.inputs, *schema.outputs]:
+            assert item.tooltip, f"{name}.{item.id}: no tooltip"
+    assert schema_inputs(classes["LPDSampler"])["seed"].control_after_generate is True
+
+
+def test_same_interface_as_the_v1_nodes(pack):
+    """Node ids, input names, their order, required/optional, types and outputs are those of the V1 nodes
+    (tests/fixtures/comfy_v1_interface.json, from ComfyUI 0.8.0's /object_info before the conversion), so
+    saved workflows, whose widget values are stored by position, keep loading."""
+    for name, cls in node_classes(pack).items():
+        schema = cls.define_schema()
+        expected = V1_INTERFACE[name]
         for group in ("required", "optional"):
-            for input_name, definition in spec.get(group, {}).items():
-                assert len(definition) == 2 and definition[1].get("tooltip"), f"{name}.{input_name}: no tooltip"
-    sampler = pack.NODE_CLASS_MAPPINGS["LPDSampler"].INPUT_TYPES()["required"]
-    assert sampler["seed"][1]["control_after_generate"] is True
+            declared = [[i.id, "COMBO" if i.io_type == "COMBO" else i.io_type] for i in schema.inputs
+                        if i.optional == (group == "optional")]
+            assert declared == expected[group], f"{name} {group}"
+        assert [o.io_type for o in schema.outputs] == expected["output"]
+        assert [o.id for o in schema.outputs] == expected["output_name"]
+        assert bool(schema.is_output_node) == expected["output_node"]
+    if REAL_COMFY:  # ComfyUI's own V1 view of the V3 nodes (what /object_info serves)
+        for name, cls in node_classes(pack).items():
+            info = cls.GET_NODE_INFO_V1()
+            for group in ("required", "optional"):
+                got = [[k, "COMBO" if isinstance(v[0], list) or v[0] == "COMBO" else v[0]]
+                       for k, v in info["input"].get(group, {}).items()]
+                assert got == V1_INTERFACE[name][group], f"{name} {group}"
+            assert list(info["output"]) == V1_INTERFACE[name]["output"]
 
 
 def test_published_names_listed_before_download(pack, models_dir):
     from lpd_core import hub
-    models = pack.NODE_CLASS_MAPPINGS["LPDModelLoader"].INPUT_TYPES()["required"]["model_name"][0]
-    tokenizers = pack.NODE_CLASS_MAPPINGS["LPDTokenizerLoader"].INPUT_TYPES()["required"]["tokenizer_name"][0]
+    classes = node_classes(pack)
+    models = schema_inputs(classes["LPDModelLoader"])["model_name"].options
+    tokenizers = schema_inputs(classes["LPDTokenizerLoader"])["tokenizer_name"].options
     for name in hub.LPD_MODELS:
         assert f"{name} (download)" in models
     assert "vq_ds16_c2i (download)" in tokenizers
@@ -195,13 +256,13 @@ def test_published_names_listed_before_download(pack, models_dir):
 
 
 def test_validate_inputs(pack, models_dir):
-    loader = pack.NODE_CLASS_MAPPINGS["LPDModelLoader"]
-    assert loader.VALIDATE_INPUTS("lpd_l_256") is True
-    assert loader.VALIDATE_INPUTS("lpd_l_256 (download)") is True
-    assert loader.VALIDATE_INPUTS("lpd_fixture.safetensors") is True
-    message = loader.VALIDATE_INPUTS("missing.safetensors")
+    loader = node_classes(pack)["LPDModelLoader"]
+    assert loader.validate_inputs("lpd_l_256") is True
+    assert loader.validate_inputs("lpd_l_256 (download)") is True
+    assert loader.validate_inputs("lpd_fixture.safetensors") is True
+    message = loader.validate_inputs("missing.safetensors")
     assert isinstance(message, str) and "models/lpd" in message and str(models_dir) in message
-    assert isinstance(loader.VALIDATE_INPUTS("../lpd_fixture.safetensors"), str)
+    assert isinstance(loader.validate_inputs("../lpd_fixture.safetensors"), str)
 
 
 def test_published_model_downloads_with_progress(pack, nodes, monkeypatch, progress, models_dir):
@@ -217,7 +278,7 @@ def test_published_model_downloads_with_progress(pack, nodes, monkeypatch, progr
         return models_dir / "vq_fixture.safetensors"
 
     monkeypatch.setattr(lpd_core.checkpoints, "find_checkpoint", fake_find_checkpoint)
-    tokenizer = nodes["LPDTokenizerLoader"].load("vq_ds16_c2i (download)", "fp32")[0]
+    tokenizer = nodes["LPDTokenizerLoader"].execute("vq_ds16_c2i (download)", "fp32")[0]
     assert calls == [("vq_ds16_c2i", models_dir, True)]
     assert [(v, t) for v, t, _ in progress.updates] == [(512, 1024), (1024, 1024)]
     assert tokenizer.module.vocab_size == 512
@@ -235,7 +296,7 @@ def test_loaders(model, vq):
 
 
 def test_loader_dtype(nodes):
-    half = nodes["LPDModelLoader"].load("lpd_fixture.safetensors", "bf16")[0]
+    half = nodes["LPDModelLoader"].execute("lpd_fixture.safetensors", "bf16")[0]
     assert next(half.module.parameters()).dtype == torch.bfloat16
 
 
@@ -244,36 +305,36 @@ def test_memory_management(nodes, model, schedule):
     if not REAL_COMFY:
         pytest.skip("needs ComfyUI (set COMFYUI_DIR)")
     import comfy.model_management as mm
-    nodes["LPDSampler"].sample(model, schedule, 1, 1, 0)
+    nodes["LPDSampler"].execute(model, schedule, 1, 1, 0)
     assert model.patcher in mm.loaded_models()
     mm.unload_all_models()
     assert model.patcher not in mm.loaded_models()
-    tokens = nodes["LPDSampler"].sample(model, schedule, 1, 1, 0)[0]
+    tokens = nodes["LPDSampler"].execute(model, schedule, 1, 1, 0)[0]
     assert model.patcher in mm.loaded_models() and tokens.batch == 1
 
 
 # ------------------------------------------------------------------------------------------ schedule
 def test_schedule(nodes, model):
-    schedule, image = nodes["LPDSchedule"].build(model, 8, "locality", 0)
+    schedule, image = nodes["LPDSchedule"].execute(model, 8, "locality", 0)
     assert schedule.steps == 8 and sum(schedule.group_sizes) == 64 and schedule.grid_h == 8
     assert image.shape == (1, 128, 128, 3) and image.dtype == torch.float32
     assert 0 <= float(image.min()) and float(image.max()) <= 1
-    default, _ = nodes["LPDSchedule"].build(model, 0, "locality", 0)
+    default, _ = nodes["LPDSchedule"].execute(model, 0, "locality", 0)
     from lpd_core.checkpoints import generation_defaults
     assert default.steps == generation_defaults(model.module).steps
-    raster, _ = nodes["LPDSchedule"].build(model, 8, "raster", 0)
+    raster, _ = nodes["LPDSchedule"].execute(model, 8, "raster", 0)
     assert np.array_equal(raster.order, np.arange(64))
-    again, _ = nodes["LPDSchedule"].build(model, 8, "random", 5)
-    assert np.array_equal(again.order, nodes["LPDSchedule"].build(model, 8, "random", 5)[0].order)
-    assert not np.array_equal(again.order, nodes["LPDSchedule"].build(model, 8, "random", 6)[0].order)
-    with pytest.raises(ValueError, match="steps must be between 1 and 64"):
-        nodes["LPDSchedule"].build(model, 65, "locality", 0)
+    again, _ = nodes["LPDSchedule"].execute(model, 8, "random", 5)
+    assert np.array_equal(again.order, nodes["LPDSchedule"].execute(model, 8, "random", 5)[0].order)
+    assert not np.array_equal(again.order, nodes["LPDSchedule"].execute(model, 8, "random", 6)[0].order)
+    with pytest.raises(ValueError, match=r"steps must be 1\.\.64, got 65"):
+        nodes["LPDSchedule"].execute(model, 65, "locality", 0)
 
 
 # ------------------------------------------------------------------------------------------ sampler
 def test_sampler_outputs_and_determinism(nodes, model, schedule):
     sampler = nodes["LPDSampler"]
-    tokens = sampler.sample(model, schedule, 3, 2, 7)[0]
+    tokens = sampler.execute(model, schedule, 3, 2, 7)[0]
     assert tokens.tokens.shape == (2, 64) and tokens.tokens.dtype == torch.int64
     assert tokens.tokens.device.type == "cpu"
     assert 0 <= int(tokens.tokens.min()) and int(tokens.tokens.max()) < 512
@@ -281,54 +342,52 @@ def test_sampler_outputs_and_determinism(nodes, model, schedule):
     assert tokens.seeds == [7, 8]
     # defaults resolved from the model (fixture: plain settings, cfg 4 linear)
     assert tokens.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0}
-    same = sampler.sample(model, schedule, 3, 2, 7)[0]
+    same = sampler.execute(model, schedule, 3, 2, 7)[0]
     assert torch.equal(tokens.tokens, same.tokens)
-    other = sampler.sample(model, schedule, 3, 2, 8)[0]
+    other = sampler.execute(model, schedule, 3, 2, 8)[0]
     assert not torch.equal(tokens.tokens, other.tokens)
     # image i uses seed + i: the second image of seed 7 is the first of seed 8
     assert torch.equal(tokens.tokens[1], other.tokens[0])
 
 
 def test_sampler_explicit_settings(nodes, model, schedule):
-    greedy = nodes["LPDSampler"].sample(model, schedule, 2, 1, 0, cfg=1.0, cfg_schedule="constant",
+    greedy = nodes["LPDSampler"].execute(model, schedule, 2, 1, 0, cfg=1.0, cfg_schedule="constant",
                                         temperature=1.0, top_k=1, top_p=1.0)[0]
-    greedy_other_seed = nodes["LPDSampler"].sample(model, schedule, 2, 1, 99, cfg=1.0, cfg_schedule="constant",
+    greedy_other_seed = nodes["LPDSampler"].execute(model, schedule, 2, 1, 99, cfg=1.0, cfg_schedule="constant",
                                                    temperature=1.0, top_k=1, top_p=1.0)[0]
     assert greedy.settings["top_k"] == 1 and greedy.settings["cfg"] == 1.0
     assert torch.equal(greedy.tokens, greedy_other_seed.tokens)  # top-1 ignores the seed
 
 
 def test_sampler_several_classes(nodes, model, schedule):
-    tokens = nodes["LPDSampler"].sample(model, schedule, 0, 2, 0, classes="1, 3")[0]
+    tokens = nodes["LPDSampler"].execute(model, schedule, 0, 2, 0, classes="1, 3")[0]
     assert tokens.labels == [1, 1, 3, 3] and tokens.tokens.shape == (4, 64)
 
 
 def test_out_of_range_class(nodes, model, schedule):
     with pytest.raises(ValueError, match=r"class index 10 is out of range.*0\.\.9"):
-        nodes["LPDSampler"].sample(model, schedule, 10, 1, 0)
+        nodes["LPDSampler"].execute(model, schedule, 10, 1, 0)
     with pytest.raises(ValueError, match="out of range"):
-        nodes["LPDSampler"].sample(model, schedule, 0, 1, 0, classes="2, 12")
+        nodes["LPDSampler"].execute(model, schedule, 0, 1, 0, classes="2, 12")
 
 
 def test_model_tokenizer_mismatch(nodes, model, schedule):
     other = small_tokenizer(256)
     with pytest.raises(ValueError, match="tokenizer/model mismatch.*512.*256"):
-        nodes["LPDSampler"].sample(model, schedule, 1, 1, 0, tokenizer=other)
-    tokens = nodes["LPDSampler"].sample(model, schedule, 1, 1, 0)[0]
+        nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, tokenizer=other)
+    tokens = nodes["LPDSampler"].execute(model, schedule, 1, 1, 0)[0]
     with pytest.raises(ValueError, match="tokenizer/model mismatch"):
-        nodes["LPDDecode"].decode(tokens, other)
+        nodes["LPDDecode"].execute(tokens, other)
     with pytest.raises(ValueError, match="tokenizer/model mismatch"):
-        nodes["LPDEncode"].encode(torch.rand(1, 64, 64, 3), other, model=model)
+        nodes["LPDEncode"].execute(torch.rand(1, 64, 64, 3), other, model=model)
 
 
 def test_progress_and_live_preview(nodes, model, schedule, vq, progress):
-    nodes["LPDSampler"].sample(model, schedule, 3, 2, 0, tokenizer=vq)
+    nodes["LPDSampler"].execute(model, schedule, 3, 2, 0, tokenizer=vq)
     updates = [u for u in progress.updates if u[1] == schedule.steps]
     assert [value for value, _, _ in updates] == list(range(1, schedule.steps + 1))
     grey = []
-    for _, _, preview in updates:
-        kind, image, max_size = preview
-        assert kind == "JPEG" and max_size >= 256
+    for _, _, image in updates:
         pixels = np.asarray(image)
         assert pixels.ndim == 3 and pixels.shape[2] == 3 and max(pixels.shape[:2]) >= 128
         grey.append(np.mean(np.all(pixels == 128, axis=-1)))
@@ -336,7 +395,7 @@ def test_progress_and_live_preview(nodes, model, schedule, vq, progress):
 
 
 def test_no_preview_without_tokenizer(nodes, model, schedule, progress):
-    nodes["LPDSampler"].sample(model, schedule, 3, 1, 0)
+    nodes["LPDSampler"].execute(model, schedule, 3, 1, 0)
     assert progress.updates and all(preview is None for _, _, preview in progress.updates)
 
 
@@ -345,15 +404,12 @@ def test_interrupt_stops_and_frees_the_cache(pack, nodes, model, schedule, progr
     if REAL_COMFY:
         import comfy.model_management as mm
         expected = mm.InterruptProcessingException
-        recorder = progress
 
-        def press_cancel_after_two(value, total, preview, prompt_id=None, node_id=None):
-            recorder.updates.append((value, total, preview))
-            if len(recorder.updates) == 2:
+        def press_cancel_after_two():
+            if len(progress.updates) == 2:
                 mm.interrupt_current_processing(True)  # what POST /interrupt does
 
-        import comfy.utils
-        monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", press_cancel_after_two)
+        progress.then = press_cancel_after_two
     else:
         runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
 
@@ -370,19 +426,19 @@ def test_interrupt_stops_and_frees_the_cache(pack, nodes, model, schedule, progr
 
         monkeypatch.setattr(runtime, "throw_if_interrupted", throw_if_interrupted)
     with pytest.raises(expected):
-        nodes["LPDSampler"].sample(model, schedule, 3, 2, 0)
+        nodes["LPDSampler"].execute(model, schedule, 3, 2, 0)
     assert [value for value, _, _ in progress.updates] == [1, 2]
     gc.collect()
     assert not [obj for obj in gc.get_objects() if type(obj) is KVCache], "KV cache still alive"
     # the next run is unaffected
-    assert nodes["LPDSampler"].sample(model, schedule, 3, 1, 0)[0].batch == 1
+    assert nodes["LPDSampler"].execute(model, schedule, 3, 1, 0)[0].batch == 1
     assert len(progress.updates) == 2 + schedule.steps
 
 
 # ------------------------------------------------------------------------------------------ decode / encode
 def test_decode(nodes, model, schedule, vq):
-    tokens = nodes["LPDSampler"].sample(model, schedule, 5, 2, 0)[0]
-    image = nodes["LPDDecode"].decode(tokens, vq)[0]
+    tokens = nodes["LPDSampler"].execute(model, schedule, 5, 2, 0)[0]
+    image = nodes["LPDDecode"].execute(tokens, vq)[0]
     assert image.shape == (2, 128, 128, 3) and image.dtype == torch.float32 and image.device.type == "cpu"
     assert 0 <= float(image.min()) and float(image.max()) <= 1
     direct = vq.module.decode_images(tokens.tokens[1:])
@@ -392,24 +448,24 @@ def test_decode(nodes, model, schedule, vq):
 def test_encode(nodes, model, vq):
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(2, 100, 150, 3, generator=generator)
-    tokens = nodes["LPDEncode"].encode(image, vq, model=model)[0]
+    tokens = nodes["LPDEncode"].execute(image, vq, model=model)[0]
     assert tokens.tokens.shape == (2, 64) and tokens.grid == (8, 8) and tokens.vocab_size == 512
     assert 0 <= int(tokens.tokens.min()) and int(tokens.tokens.max()) < 512
-    small = nodes["LPDEncode"].encode(image, vq, size=70)[0]  # no model: size rounded down to the stride
+    small = nodes["LPDEncode"].execute(image, vq, size=70)[0]  # no model: size rounded down to the stride
     assert small.grid == (4, 4) and small.tokens.shape == (2, 16)
     # an image already at the model's size is encoded as it is (no resampling)
     exact = torch.rand(1, 128, 128, 3, generator=generator)
-    assert torch.equal(nodes["LPDEncode"].encode(exact, vq, model=model)[0].tokens, vq.module.encode_images(exact))
+    assert torch.equal(nodes["LPDEncode"].execute(exact, vq, model=model)[0].tokens, vq.module.encode_images(exact))
     # encode → decode gives an image of the model's size
     first = type(tokens)(tokens.tokens[:1], tokens.grid, tokens.vocab_size)
-    assert nodes["LPDDecode"].decode(first, vq)[0].shape == (1, 128, 128, 3)
+    assert nodes["LPDDecode"].execute(first, vq)[0].shape == (1, 128, 128, 3)
 
 
 def test_image_grid(nodes):
     images = torch.rand(3, 16, 24, 3)
-    sheet = nodes["LPDImageGrid"].grid(images, 0, 2)[0]
+    sheet = nodes["LPDImageGrid"].execute(images, 0, 2)[0]
     assert sheet.shape == (1, 2 * 16 + 2, 2 * 24 + 2, 3) and sheet.dtype == torch.float32
-    row = nodes["LPDImageGrid"].grid(images, 3, 0)[0]
+    row = nodes["LPDImageGrid"].execute(images, 3, 0)[0]
     assert row.shape == (1, 16, 72, 3)
     assert torch.allclose(row[0, :, 24:48], images[1], atol=1 / 255)
 
@@ -516,3 +572,137 @@ def test_preview_frames():
     first = frame[:256, :256]
     assert np.all(first[128:] == 128)  # unknown half grey
     assert not np.all(first[:128] == 128)
+
+
+# ------------------------------------------------------------------------------------------ rules shared with lpd_core
+def test_exact_default_sentinels(nodes, model, schedule):
+    """-1 means the model's default; any other value below 0 is refused with the valid range."""
+    from lpd_core.errors import SettingError
+    default = nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, cfg=-1.0, temperature=-1.0, top_p=-1.0)[0]
+    assert default.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    for name in ("cfg", "temperature", "top_p"):
+        with pytest.raises(SettingError, match=rf"{name} must be .*got -0.5"):
+            nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, **{name: -0.5})
+    with pytest.raises(SettingError, match="top_k must be"):
+        nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, top_k=-2)
+
+
+def test_encode_fits_images_like_the_edit_sampler(nodes, model, vq, monkeypatch):
+    """LPD Encode and LPD Edit Sampler hand the tokenizer the very same fitted pixels (one fitting
+    function, lpd_core.editing.fit_to_resolution), enlarging and shrinking."""
+    seen = []
+    encode = type(vq.module).encode_images
+    monkeypatch.setattr(type(vq.module), "encode_images", lambda self, images: (seen.append(images.clone()),
+                                                                                encode(self, images))[1])
+    generator = torch.Generator().manual_seed(3)
+    for height, width in ((40, 60), (300, 200)):
+        image = torch.rand(1, height, width, 3, generator=generator)
+        seen.clear()
+        encoded = nodes["LPDEncode"].execute(image, vq, model=model)[0]
+        _, edited = nodes["LPDEditSampler"].execute(model, vq, image, torch.zeros(1, height, width), 3, steps=2)
+        assert len(seen) == 2 and seen[0].shape == (1, 128, 128, 3)
+        assert torch.equal(seen[0], seen[1])
+        assert torch.equal(encoded.tokens, edited.tokens)  # an empty mask keeps every encoded token
+
+
+def test_one_loader_entry_per_checkpoint(pack, models_dir):
+    """A published checkpoint on disk is listed once, by its name, not also as its file."""
+    import shutil
+    loaders = sys.modules[f"{PACK_NAME}.nodes.loaders"]
+    folder = models_dir / "vq_ds16_c2i"
+    folder.mkdir()
+    try:
+        shutil.copy(FIXTURES / "vq.pt", folder / "vq_ds16_c2i.pt")  # the published file name
+        entries = loaders.choices("vq")
+        assert "vq_ds16_c2i" in entries and "vq_ds16_c2i (download)" not in entries
+        assert not [e for e in entries if e.startswith("vq_ds16_c2i/")], entries
+        assert "vq_fixture.safetensors" in entries
+    finally:
+        shutil.rmtree(folder)
+
+
+# ------------------------------------------------------------------------------------------ decoder reuse
+@pytest.fixture
+def fast_on_cpu(monkeypatch):
+    """Take generate's fast path on the CPU too: the same code path as on a GPU (fixed-shape steps over
+    a decoder kept on the model), minus the graph capture, so its bookkeeping can be checked here."""
+    import lpd_core.fast
+    monkeypatch.setattr(lpd_core.fast, "on_by_default", lambda device: True)
+
+
+def _decoder(module):
+    return getattr(module, "_lpd_fast_state", None)
+
+
+def test_decoder_lives_while_the_model_stays_put(nodes, model, schedule, fast_on_cpu):
+    """The sampler keeps the fast decoder between runs of the same batch on the same device, and
+    rebuilds it when the batch changes; results are those of the eager path."""
+    eager = nodes["LPDSampler"].execute(model, schedule, 3, 2, 7)[0]  # fast_on_cpu: already the fast path
+    first = _decoder(model.module)
+    assert first is not None
+    again = nodes["LPDSampler"].execute(model, schedule, 3, 2, 7)[0]
+    assert _decoder(model.module) is first  # reused, not rebuilt
+    assert torch.equal(eager.tokens, again.tokens)
+    nodes["LPDSampler"].execute(model, schedule, 3, 1, 7)
+    assert _decoder(model.module) is not first and _decoder(model.module) is not None  # another batch
+
+
+def test_decoder_released_on_unload_and_interrupt(nodes, model, schedule, fast_on_cpu, monkeypatch):
+    """ComfyUI unloading the model (what /free and memory pressure do) and an interrupted run release
+    the decoder; the next run builds a new one."""
+    if not REAL_COMFY:
+        pytest.skip("needs ComfyUI's model management (set COMFYUI_DIR)")
+    import comfy.model_management as mm
+    nodes["LPDSampler"].execute(model, schedule, 3, 1, 0)
+    assert _decoder(model.module) is not None and model.patcher in mm.loaded_models()
+    mm.unload_all_models()  # POST /free {"unload_models": true} runs this
+    assert _decoder(model.module) is None
+    nodes["LPDSampler"].execute(model, schedule, 3, 1, 0)
+    assert _decoder(model.module) is not None
+    mm.free_memory(1e30, model.patcher.load_device)  # room made for another model
+    assert _decoder(model.module) is None
+    nodes["LPDSampler"].execute(model, schedule, 3, 1, 0)
+    runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+    monkeypatch.setattr(runtime, "throw_if_interrupted", lambda: mm.throw_exception_if_processing_interrupted())
+    mm.interrupt_current_processing(True)
+    with pytest.raises(mm.InterruptProcessingException):
+        nodes["LPDSampler"].execute(model, schedule, 3, 1, 0)
+    assert _decoder(model.module) is None
+
+
+def test_memory_asked_of_comfyui(nodes, model, schedule, vq, monkeypatch):
+    """The sampler asks load_models_gpu for the fast decoder's memory (the library's estimate), and LPD
+    Decode for its images' working memory, sizing its batches from the free memory."""
+    from lpd_core.fast import decoder_memory_bytes
+    runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+    asked = []
+    monkeypatch.setattr(runtime.Managed, "ready", lambda self, memory_required=0: (asked.append(
+        (self.kind, memory_required)), self.module)[1])
+    import lpd_core.fast
+    monkeypatch.setattr(lpd_core.fast, "on_by_default", lambda device: True)
+    tokens = nodes["LPDSampler"].execute(model, schedule, 3, 4, 0)[0]
+    widest = max(a + b for a, b in zip(schedule.group_sizes, schedule.group_sizes[1:]))
+    assert asked == [("lpd", decoder_memory_bytes(model.module.config, 8, torch.float32, widest))]
+    asked.clear()
+    per_image = runtime.vq_memory_per_image(vq.module, 128, 128)
+    monkeypatch.setattr(runtime, "free_memory", lambda device: int(2.5 * per_image))
+    calls = []
+    decode = type(vq.module).decode_images
+    monkeypatch.setattr(type(vq.module), "decode_images", lambda self, codes, grid=None: (calls.append(
+        codes.shape[0]), decode(self, codes, grid))[1])
+    images = nodes["LPDDecode"].execute(tokens, vq)[0]
+    assert asked == [("vq", 4 * per_image)] and calls == [2, 2] and images.shape[0] == 4
+
+
+def test_registry_metadata():
+    """pyproject.toml carries what the Comfy registry reads, and its model list matches the workflows'."""
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    comfy = project["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] and comfy["Icon"].endswith("docs/icon.png")
+    assert (ROOT / "docs" / "icon.png").is_file() and comfy["requires-comfyui"] == ">=0.8.0"
+    assert project["project"]["urls"]["Repository"].startswith("https://github.com/")
+    registry = {Path(m["location"]).name: m["model_url"] for m in comfy["Models"]}
+    for path in (ROOT / "example_workflows").glob("*.json"):
+        for model in json.loads(path.read_text()).get("models", []):
+            assert registry[model["name"]] == model["url"], (path.name, model["name"])

@@ -51,7 +51,7 @@ function labelFor(node) {
     // the 'classes' text replaces class_index: name what it asks for
     const named = many.map((item) => (/^\d+$/.test(item) ? classes?.names?.[Number(item)] ?? item : item));
     const shown = named.slice(0, 3).join(", ") + (named.length > 3 ? ", …" : "");
-    return `${many.length} classes: ${shown}`;
+    return `${many.length} ${many.length === 1 ? "class" : "classes"}: ${shown}`;
   }
   if (!classes) return `class ${index}  (pick…)`;
   if (classes.num_classes != null && index >= classes.num_classes) {
@@ -91,17 +91,23 @@ function openPicker(node, event) {
   const list = document.createElement("div");
   Object.assign(list.style, { maxHeight: "340px", overflowY: "auto", marginTop: "4px" });
   const hint = document.createElement("div");
-  hint.textContent = "Enter/click: set class · Shift+click: add to 'classes' · Esc: close";
+  hint.textContent = listInUse()
+    ? "'classes' is in use: click adds to it (empty it to use class_index) · Esc: close"
+    : "Enter/click: set class · Shift+click: add to 'classes' · Esc: close";
   Object.assign(hint.style, { fontSize: "11px", opacity: 0.7, marginTop: "4px" });
 
+  // The rule the sampler states: `classes`, when not empty, replaces class_index. So while it is set a
+  // pick goes into it (never silently into the unused class_index).
+  const listInUse = () => String(widget(node, "classes")?.value ?? "").trim() !== "";
   const choose = (index, append) => {
-    if (append) {
+    if (append || listInUse()) {
       const many = widget(node, "classes");
       if (many) {
         const text = String(many.value ?? "").trim();
         many.value = text ? `${text}, ${index}` : String(index);
         many.callback?.(many.value);
       }
+      if (!append) closePicker();
     } else {
       const target = widget(node, "class_index");
       if (target) {
