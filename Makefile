@@ -1,14 +1,13 @@
 PYTHON ?= python3
-# Where torch comes from when none is installed: the CPU build by default (PyPI's Linux wheel is the
-# multi-GB CUDA one). For a GPU, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cu128.
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# Where torch comes from when none is installed: PyPI's torch==2.13.0 unless TORCH_INDEX names another
+# index (PyPI's Linux wheel is the multi-GB CUDA build; e.g. PyTorch's CPU-only index avoids that).
+TORCH_INDEX ?=
 
-.PHONY: test install
-.PHONY: install-runtime demo
+.PHONY: test install install-runtime demo
 
 # Installs torch only when none is importable, so an existing (CUDA) build is kept.
 install-runtime:
-	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q torch==2.13.0 --extra-index-url $(TORCH_INDEX)
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PYTHON) -m pip install -q -r requirements.txt
 
 install: install-runtime

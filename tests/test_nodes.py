@@ -484,7 +484,7 @@ def test_class_names_for_the_picker(pack, models_dir):
 
 
 def test_demo_class_names(pack):
-    from lpd_core.shapes import SHAPE_CLASSES
+    from training.shapes import SHAPE_CLASSES
     loaders = sys.modules[f"{PACK_NAME}.nodes.loaders"]
     assert loaders.class_names_for_choice("demo")["names"] == list(SHAPE_CLASSES)
 
@@ -541,11 +541,11 @@ def test_palette_matches_the_decoder():
 def test_palette_of_the_demo_tokenizer():
     """On a trained tokenizer the palette's colours follow the real decoder's."""
     from lpd_core.preview import build_palette
-    from lpd_core.shapes import DEMO_TOKENIZER_PATH
+    from lpd_core.checkpoints import DEMO_TOKENIZER_PATH
     from lpd_core.weights import load_tokenizer
     tokenizer = load_tokenizer(DEMO_TOKENIZER_PATH)
     palette = build_palette(tokenizer, grids=8)
-    from lpd_core.shapes import dataset
+    from training.shapes import dataset
     images, _ = dataset(16, seed=123)
     images = torch.as_tensor(images)
     with torch.no_grad():
