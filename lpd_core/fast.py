@@ -41,6 +41,7 @@ def on_by_default(device) -> bool:
 
 
 def padded_length(length: int) -> int:
+    """Rows of a step of `length` rows on the fast path."""
     return -(-length // ROW_MULTIPLE) * ROW_MULTIPLE
 
 
@@ -103,8 +104,6 @@ class StaticDecoder:
         native = self.use_graphs and torch.cuda.get_allocator_backend() == "native"
         self.pool = torch.cuda.graph_pool_handle() if native else None
         self.sampling: Sampling | None = None
-
-    padded_length = staticmethod(padded_length)
 
     def prepare(self, plans: list[StepPlan], sampling: Sampling) -> None:
         """Make (on CUDA: capture) the step of every length in `plans` not made yet."""
