@@ -119,16 +119,18 @@ def test_pip_install_gives_the_library_and_the_lpd_command(tmp_path, checkout_co
     assert {f"lpd_core/{name}" for name in DEMO_FILES} <= set(where["files"])
     assert where["demo_exists"] and Path(where["demo"]).is_relative_to(site)
     assert where["importable"] == []
-    # the main job, from another folder, by module and by the console script
-    commands = {"module.png": [str(python), "-m", "lpd_core"], "script.png": [str(_bin(python.parent.parent, "lpd"))]}
-    for out, command in commands.items():
-        done = subprocess.run(command + ["generate", "--class", "3", "--out", out], cwd=elsewhere, env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        assert f"wrote {out}" in done.stdout
-    by_module, by_script = (np.asarray(Image.open(elsewhere / name)) for name in commands)
-    assert by_module.shape[:2] == (32, 32) and by_module.std() > 0.02 * 255  # an image, not a flat fill
-    assert np.array_equal(by_module, by_script)  # same command, same seed: same pixels
+    # the main job, from another folder
+    done = subprocess.run([str(python), "-m", "lpd_core", "generate", "--class", "3", "--out", "x.png"], cwd=elsewhere,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "wrote x.png" in done.stdout
+    image = np.asarray(Image.open(elsewhere / "x.png"))
+    assert image.shape == (32, 32, 3) and image.std() > 0.02 * 255  # an image, not a flat fill
+    # the console script runs the same main (its help lists the commands)
+    done = subprocess.run([str(_bin(python.parent.parent, "lpd")), "--help"], cwd=elsewhere, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert all(command in done.stdout for command in ("generate", "download", "convert", "schedule", "sample-many"))
 
 
 @pytest.mark.packaging
