@@ -66,12 +66,10 @@ def download_folder() -> Path:
 
 
 def _visible(relative: str) -> bool:
-    # The loaders offer every file the library's loaders read (lpd_core.checkpoints.MODEL_SUFFIXES:
-    # .safetensors, .pth, .pt). hub.CHECKPOINT_SUFFIXES is narrower on purpose: it is what a download
-    # picks inside a Hugging Face repository, while a tokenizer put here by hand is often a .pt file.
-    from lpd_core.checkpoints import MODEL_SUFFIXES
+    # The loaders offer every file the library's loaders read (lpd_core.hub.CHECKPOINT_SUFFIXES).
+    from lpd_core.hub import CHECKPOINT_SUFFIXES
     parts = relative.replace("\\", "/").split("/")
-    return relative.endswith(MODEL_SUFFIXES) and not any(p.startswith(".") for p in parts)
+    return relative.endswith(CHECKPOINT_SUFFIXES) and not any(p.startswith(".") for p in parts)
 
 
 def list_checkpoint_files() -> list[str]:
