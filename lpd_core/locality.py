@@ -441,11 +441,15 @@ def locality_orders(
     draws = _SeedDraws(seeds, len(sizes), num_positions)
     every = np.arange(batch)[:, None]
 
-    # The proximity field of `_ProximityField`, one framed grid per seed, same operations.
-    decoded = np.zeros((batch, grid_h + 2, grid_w + 2))
+    # The proximity field of `_ProximityField`, one framed int8 grid per seed. A score there is
+    # fl(e + fl(k / sqrt(2))) for e edge and k corner neighbours decoded, each sum exact, so a
+    # table of those 25 values (and -inf for decoded positions) gives the very same floats.
+    decoded = np.zeros((batch, grid_h + 2, grid_w + 2), dtype=np.int8)
     decoded_flat = decoded.reshape(batch, -1)
     field_index = _margin_index(grid_h, grid_w, 1)
-    decoded_bias = np.zeros((batch, num_positions))
+    edges, corners = np.divmod(np.arange(25.0), 5)
+    score_of = np.append(edges + corners * _CORNER_WEIGHT, -np.inf)  # index 5 e + k; 25: decoded
+    inner = decoded[:, 1:-1, 1:-1]
 
     # The repulsion windows of `_GroupPicker`, on one flat array of every seed's framed mask, each
     # followed by one cell that stays closed: it stands for "not a near candidate" in the gathers.
@@ -459,12 +463,15 @@ def locality_orders(
 
     groups, num_left = [], num_positions
     for step, group_size in enumerate(sizes):
-        vertical = decoded[:, :-2] + decoded[:, 2:]
-        scores = vertical[:, :, 1:-1] + decoded[:, 1:-1, :-2]
-        scores = scores + decoded[:, 1:-1, 2:]
-        corners = vertical[:, :, :-2] + vertical[:, :, 2:]
-        corners *= _CORNER_WEIGHT
-        scores = (scores + corners).reshape(batch, -1) + decoded_bias
+        edge = decoded[:, :-2, 1:-1] + decoded[:, 2:, 1:-1]
+        edge += decoded[:, 1:-1, :-2]
+        edge += decoded[:, 1:-1, 2:]
+        corner = decoded[:, :-2, :-2] + decoded[:, :-2, 2:]
+        corner += decoded[:, 2:, :-2]
+        corner += decoded[:, 2:, 2:]
+        edge *= 5
+        edge += corner
+        scores = score_of[np.where(inner, 25, edge).reshape(batch, -1)]
         ranked = (draws.offsets(step) - scores).argsort(axis=1, kind="stable")[:, :num_left]
         num_near = np.count_nonzero(scores >= proximity, axis=1)
 
@@ -503,8 +510,7 @@ def locality_orders(
             group[short] = _farthest_point_fill(pools, group[short], count[short], group_size, num_left,
                                                 lambda row: draws.integer(short[row], step, num_left),
                                                 rows_of, cols_of)
-        decoded_flat[every, field_index[group]] = 1.0
-        decoded_bias[every, group] = -np.inf
+        decoded_flat[every, field_index[group]] = 1
         num_left -= group_size
         groups.append(group)
     return np.concatenate(groups, axis=1)
