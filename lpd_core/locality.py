@@ -521,10 +521,10 @@ class _SeedDraws:
     order: every step the tie-break offsets (uniform, one per position), and one integer when
     the step's fill starts with a random pick (always at step 0, rarely later).
 
-    The offsets of every step from the next one on are drawn in one call per seed: each double
-    takes one 64-bit output, so they are the values one call per step gives. A seed that needs an
-    integer goes back to its state before that call, draws again the offsets used so far, then
-    the integer, and later draws ahead again.
+    Step 0's offsets are drawn alone (its integer follows at once), then the offsets of all the
+    steps after it in one call per seed: each double takes one 64-bit output, so they are the
+    values one call per step gives. A seed that needs an integer later goes back to its state
+    before that call, draws again the offsets used so far, then the integer, and draws ahead again.
     """
 
     def __init__(self, seeds, num_steps: int, num_positions: int):
