@@ -438,115 +438,174 @@ def locality_orders(
     for seed in seeds:
         _check_seed(seed)
     batch, num_positions = len(seeds), grid_h * grid_w
-    rngs = [np.random.Generator(np.random.PCG64(seed)) for seed in seeds]
-    every = np.arange(batch)
+    draws = _SeedDraws(seeds, len(sizes), num_positions)
+    every = np.arange(batch)[:, None]
 
-    # The proximity field of `_ProximityField`, one framed grid per seed, same operations.
-    decoded = np.zeros((batch, grid_h + 2, grid_w + 2))
+    # The proximity field of `_ProximityField`, one framed int8 grid per seed. A score there is
+    # fl(e + fl(k / sqrt(2))) for e edge and k corner neighbours decoded, each sum exact, so a
+    # table of those 25 values (and -inf for decoded positions) gives the very same floats.
+    decoded = np.zeros((batch, grid_h + 2, grid_w + 2), dtype=np.int8)
     decoded_flat = decoded.reshape(batch, -1)
     field_index = _margin_index(grid_h, grid_w, 1)
-    decoded_bias = np.zeros((batch, num_positions))
+    edges, corners = np.divmod(np.arange(25.0), 5)
+    score_of = np.append(edges + corners * _CORNER_WEIGHT, -np.inf)  # index 5 e + k; 25: decoded
+    inner = decoded[:, 1:-1, 1:-1]
 
-    # The repulsion windows of `_GroupPicker`.
+    # The repulsion windows of `_GroupPicker`, on one flat array of every seed's framed mask, each
+    # followed by one cell that stays closed: it stands for "not a near candidate" in the gathers.
     reach = min(repulsion, max(grid_h, grid_w) - 1)
     framed_w = grid_w + 2 * reach
-    framed_size = (grid_h + 2 * reach) * framed_w
+    mask_size = (grid_h + 2 * reach) * framed_w + 1
     framed_index = _margin_index(grid_h, grid_w, reach)
     window = (np.arange(-reach, reach + 1)[:, None] * framed_w + np.arange(-reach, reach + 1)[None, :]).ravel()
     rows_of, cols_of = np.divmod(np.arange(num_positions), grid_w)
+    columns = np.arange(num_positions)[None, :]
 
     groups, num_left = [], num_positions
-    for group_size in sizes:
-        vertical = decoded[:, :-2] + decoded[:, 2:]
-        scores = vertical[:, :, 1:-1] + decoded[:, 1:-1, :-2]
-        scores = scores + decoded[:, 1:-1, 2:]
-        corners = vertical[:, :, :-2] + vertical[:, :, 2:]
-        corners *= _CORNER_WEIGHT
-        scores = (scores + corners).reshape(batch, -1) + decoded_bias
-        uniform = np.stack([rng.uniform(0.0, _TIE_BREAK_SPAN, num_positions) for rng in rngs])
-        ranked = (uniform - scores).argsort(axis=1, kind="stable")[:, :num_left]
+    for step, group_size in enumerate(sizes):
+        edge = decoded[:, :-2, 1:-1] + decoded[:, 2:, 1:-1]
+        edge += decoded[:, 1:-1, :-2]
+        edge += decoded[:, 1:-1, 2:]
+        corner = decoded[:, :-2, :-2] + decoded[:, :-2, 2:]
+        corner += decoded[:, 2:, :-2]
+        corner += decoded[:, 2:, 2:]
+        edge *= 5
+        edge += corner
+        scores = score_of[np.where(inner, 25, edge).reshape(batch, -1)]
+        ranked = (draws.offsets(step) - scores).argsort(axis=1, kind="stable")[:, :num_left]
         num_near = np.count_nonzero(scores >= proximity, axis=1)
 
         # Rule 2: near candidates best first, each closing its window (`_GroupPicker._take_near`).
+        # A candidate ranked before the last one taken was taken (its own window closed it) or
+        # passed over (closed before), so the first open candidate is the next one to take.
         widest = int(num_near.max())
-        near_framed = framed_index[ranked[:, :widest]]
-        is_near = np.arange(widest)[None, :] < num_near[:, None]
-        allowed = np.ones((batch, framed_size), dtype=bool)
+        is_near = columns[:, :widest] < num_near[:, None]
+        near_cells = np.where(is_near, framed_index[ranked[:, :widest]], mask_size - 1) + every * mask_size
+        allowed = np.ones(batch * mask_size, dtype=bool)
+        allowed[mask_size - 1::mask_size] = False
         taken = np.zeros((batch, num_left), dtype=bool)
         count = np.zeros(batch, dtype=np.int64)
-        start = np.zeros(batch, dtype=np.int64)  # candidates ranked before start were taken or passed over
-        columns = np.arange(widest)
-        open_rows = every[(count < group_size) & (num_near > 0)]
+        open_rows = np.flatnonzero(num_near > 0)
         while len(open_rows):
-            candidates = allowed[open_rows[:, None], near_framed[open_rows]]
-            candidates &= is_near[open_rows] & (columns[None, :] >= start[open_rows, None])
+            candidates = allowed[near_cells[open_rows]]
             first = candidates.argmax(axis=1)
             found = candidates[np.arange(len(open_rows)), first]
             open_rows, first = open_rows[found], first[found]
             taken[open_rows, first] = True
             count[open_rows] += 1
-            start[open_rows] = first + 1
-            allowed[open_rows[:, None], near_framed[open_rows, first][:, None] + window[None, :]] = False
+            allowed[near_cells[open_rows, first][:, None] + window] = False
             open_rows = open_rows[count[open_rows] < group_size]
         # the near picks in rank order, then room for the fill
-        picked_first = (~taken[:, :widest]).argsort(axis=1, kind="stable")[:, :group_size]
         group = np.zeros((batch, group_size), dtype=np.int64)
-        group[:, :picked_first.shape[1]] = np.take_along_axis(ranked[:, :widest], picked_first, axis=1)
+        taken_rows, taken_columns = np.nonzero(taken)
+        group[taken_rows, np.arange(len(taken_rows)) - (np.cumsum(count) - count)[taken_rows]] = \
+            ranked[taken_rows, taken_columns]
 
         # Rule 3: farthest-point fill from the pool (`_GroupPicker._farthest_point_fill`).
-        short = every[count < group_size]
+        short = np.flatnonzero(count < group_size)
         if len(short):
             # pool: low-proximity positions best first, then the near ones passed over; taken last
-            kind = np.where(taken[short], 2, np.where(np.arange(num_left)[None, :] < num_near[short, None], 1, 0))
-            pools = np.take_along_axis(ranked[short], kind.astype(np.int8).argsort(axis=1, kind="stable"), axis=1)
+            kind = np.where(taken[short], 2, np.where(columns[:, :num_left] < num_near[short, None], 1, 0))
+            pools = ranked[short[:, None], kind.astype(np.int8).argsort(axis=1, kind="stable")]
             group[short] = _farthest_point_fill(pools, group[short], count[short], group_size, num_left,
-                                                [rngs[b] for b in short], rows_of, cols_of)
-        decoded_flat[every[:, None], field_index[group]] = 1.0
-        decoded_bias[every[:, None], group] = -np.inf
+                                                lambda row: draws.integer(short[row], step, num_left),
+                                                rows_of, cols_of)
+        decoded_flat[every, field_index[group]] = 1
         num_left -= group_size
         groups.append(group)
     return np.concatenate(groups, axis=1)
 
 
-def _farthest_point_fill(pools, groups, counts, group_size, num_left, rngs, rows_of, cols_of) -> np.ndarray:
+class _SeedDraws:
+    """Each seed's generator, drawing exactly what `locality_order` draws from it, in the same
+    order: every step the tie-break offsets (uniform, one per position), and one integer when
+    the step's fill starts with a random pick (always at step 0, rarely later).
+
+    Step 0's offsets are drawn alone (its integer follows at once), then the offsets of all the
+    steps after it in one call per seed: each double takes one 64-bit output, so they are the
+    values one call per step gives. A seed that needs an integer later goes back to its state
+    before that call, draws again the offsets used so far, then the integer, and draws ahead again.
+    """
+
+    def __init__(self, seeds, num_steps: int, num_positions: int):
+        self._generators = [np.random.Generator(np.random.PCG64(seed)) for seed in seeds]
+        self._offsets = np.empty((len(seeds), num_steps, num_positions))
+        self._states: list[dict] = [{}] * len(seeds)  # each generator's state before its offsets drawn ahead
+        self._drawn = [(0, 0)] * len(seeds)  # steps [first, end) whose offsets are drawn ahead
+
+    def _draw(self, row: int, first: int, end: int) -> None:
+        generator = self._generators[row]
+        self._states[row] = generator.bit_generator.state
+        self._drawn[row] = (first, end)
+        self._offsets[row, first:end] = generator.uniform(0.0, _TIE_BREAK_SPAN, self._offsets[row, first:end].shape)
+
+    def offsets(self, step: int) -> np.ndarray:
+        """(seeds, positions): the offsets each seed draws at `step`."""
+        for row, (_, end) in enumerate(self._drawn):
+            if end <= step:  # step 0 alone first: its integer follows at once
+                self._draw(row, step, step + 1 if step == 0 else len(self._offsets[row]))
+        return self._offsets[:, step]
+
+    def integer(self, row: int, step: int, high: int) -> int:
+        """The integer in [0, high) that seed `row` draws after the offsets of `step`."""
+        generator = self._generators[row]
+        first, end = self._drawn[row]
+        if end > step + 1:  # offsets of later steps were drawn: go back to before them
+            generator.bit_generator.state = self._states[row]
+            generator.uniform(0.0, _TIE_BREAK_SPAN, self._offsets[row, first:step + 1].shape)
+            self._drawn[row] = (first, step + 1)
+        return int(generator.integers(high))
+
+
+def _farthest_point_fill(pools, groups, counts, group_size, num_left, first_pick, rows_of, cols_of) -> np.ndarray:
     """Complete each row of `groups` (its first counts[i] entries are the near picks) from its
     pool (ranked; entries past num_left − counts[i] are the near picks again) as
-    `_GroupPicker._farthest_point_fill` does for one seed."""
+    `_GroupPicker._farthest_point_fill` does for one seed; `first_pick(i)` draws row i's random
+    first pick when it has no near pick.
+
+    Every row takes as many picks as the row that needs most; the picks past a row's need are
+    dropped. Squared distances are int32 (exact for grids up to 32,000 a side).
+    """
     needs = group_size - counts
     columns = np.arange(group_size)[None, :]
-    if num_left == group_size:  # the last step: the whole pool
-        return np.where(columns < counts[:, None], groups,
-                        np.take_along_axis(pools, np.maximum(columns - counts[:, None], 0), axis=1))
     rows, width = len(pools), pools.shape[1]
-    pool_r, pool_c = rows_of[pools], cols_of[pools]
+    every = np.arange(rows)[:, None]
+    if num_left == group_size:  # the last step: the whole pool
+        return np.where(columns < counts[:, None], groups, pools[every, np.maximum(columns - counts[:, None], 0)])
+    pool_r, pool_c = rows_of[pools].astype(np.int32), cols_of[pools].astype(np.int32)
     references = groups.copy()
     reference_counts = counts.copy()
-    picks = np.zeros((rows, group_size), dtype=np.int64)
-    num_picks = np.zeros(rows, dtype=np.int64)
-    for row in np.flatnonzero(counts == 0):  # nothing picked in this step: a random first pick
-        picks[row, 0] = rngs[row].integers(num_left)
-        num_picks[row] = 1
+    picks = np.zeros((rows, group_size + 1), dtype=np.int64)
+    first_rows = np.flatnonzero(counts == 0)
+    for row in first_rows:  # nothing picked in this step: a random first pick
+        picks[row, 0] = first_pick(row)
         references[row, 0] = pools[row, picks[row, 0]]
         reference_counts[row] = 1
-    nearest = np.full((rows, width), np.iinfo(np.int64).max)
-    for t in range(int(reference_counts.max())):
-        gap_r = pool_r - rows_of[references[:, t]][:, None]
-        gap_c = pool_c - cols_of[references[:, t]][:, None]
-        distance = gap_r * gap_r + gap_c * gap_c
-        nearest = np.where((t < reference_counts)[:, None], np.minimum(nearest, distance), nearest)
+    # squared distance of each pool member to the nearest reference (all references at once)
+    used = int(reference_counts.max())
+    gap_r = pool_r[:, None, :] - rows_of[references[:, :used]].astype(np.int32)[:, :, None]
+    gap_c = pool_c[:, None, :] - cols_of[references[:, :used]].astype(np.int32)[:, :, None]
+    gap_r *= gap_r
+    gap_c *= gap_c
+    gap_r += gap_c
+    gap_r[np.arange(used)[None, :] >= reference_counts[:, None]] = np.iinfo(np.int32).max
+    nearest = gap_r.min(axis=1)
     nearest[np.arange(width)[None, :] >= (num_left - counts)[:, None]] = -2  # not in the pool
-    first_rows = np.flatnonzero(counts == 0)
     nearest[first_rows, picks[first_rows, 0]] = -1  # already picked; every real distance is >= 0
-    active = np.flatnonzero(num_picks < needs)
-    while len(active):
-        best = nearest[active].argmax(axis=1)
-        picks[active, num_picks[active]] = best
-        num_picks[active] += 1
-        gap_r = pool_r[active] - pool_r[active, best][:, None]
-        gap_c = pool_c[active] - pool_c[active, best][:, None]
-        nearest[active] = np.minimum(nearest[active], gap_r * gap_r + gap_c * gap_c)
-        nearest[active, best] = -1
-        active = active[num_picks[active] < needs[active]]
-    filled = np.take_along_axis(pools, picks, axis=1)  # in pick order
+    next_pick = (counts == 0).astype(np.int64)
+    row_gap, col_gap = np.empty_like(pool_r), np.empty_like(pool_c)
+    every = every[:, 0]
+    for _ in range(int((needs - next_pick).max())):
+        best = nearest.argmax(axis=1)
+        picks[every, next_pick] = best
+        next_pick += 1
+        np.subtract(pool_r, pool_r[every, best][:, None], out=row_gap)
+        np.subtract(pool_c, pool_c[every, best][:, None], out=col_gap)
+        np.multiply(row_gap, row_gap, out=row_gap)
+        np.multiply(col_gap, col_gap, out=col_gap)
+        np.add(row_gap, col_gap, out=row_gap)
+        np.minimum(nearest, row_gap, out=nearest)
+        nearest[every, best] = -1
+    filled = pools[every[:, None], picks[:, :group_size]]  # in pick order
     return np.where(columns < counts[:, None], groups,
-                    np.take_along_axis(filled, np.maximum(columns - counts[:, None], 0), axis=1))
+                    filled[every[:, None], np.maximum(columns - counts[:, None], 0)])

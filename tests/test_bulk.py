@@ -322,3 +322,25 @@ def test_state_dict_sha256_covers_every_tensor():
         module.bias[1] += 1e-6
     assert state_dict_sha256(module) != before
     assert state_dict_sha256(module.to(torch.bfloat16)) != state_dict_sha256(module.float())
+
+
+def test_orders_are_built_ahead_in_a_worker_whose_errors_surface(tmp_path, monkeypatch):
+    import threading
+    built_in, original = [], bulk.orders_for
+
+    def orders_for(indices, *args):
+        built_in.append(threading.current_thread().name)
+        if len(built_in) == 3:  # the settings check, batch 0, then batch 1's orders fail
+            raise RuntimeError("order building failed")
+        return original(indices, *args)
+
+    monkeypatch.setattr(bulk, "orders_for", orders_for)
+    with pytest.raises(RuntimeError, match="order building failed"):
+        demo_run(tmp_path / "out")
+    assert built_in[0] == threading.current_thread().name
+    assert [name.startswith("lpd-orders") for name in built_in[1:]] == [True, True]
+    assert not [t for t in threading.enumerate() if t.name.startswith("lpd-orders")]
+
+    monkeypatch.setattr(bulk, "orders_for", original)
+    manifest, _ = demo_run(tmp_path / "out")
+    assert manifest["status"] == "complete" and sorted(pngs(tmp_path / "out")) == [0, 1, 2]

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -296,8 +297,10 @@ def _finish(out: Path, previous: dict | None, settings: dict, num_images: int, c
 
 def _sample_shard(model, tokenizer, out: Path, indices: list[int], batch_size: int, class_list, base_seed,
                   orders_of, sampling: dict, advance: Callable[[int], None]) -> int:
-    """Sample and write `indices` in batches. While the GPU samples batch k (queued, no host
-    sync), the CPU builds batch k+1's orders and writes batch k-1's PNGs."""
+    """Sample and write `indices` in batches. While batch k samples and batch k-1's PNGs are
+    written, one worker thread builds batch k+1's orders (64 locality orders take longer than a
+    batch should take on a GPU), so order building stays off the critical path. Each order
+    depends on its image's seed alone, so building it earlier changes nothing."""
     from ..generate import generate
 
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
@@ -315,15 +318,21 @@ def _sample_shard(model, tokenizer, out: Path, indices: list[int], batch_size: i
 
     made = 0
     pending = None
-    inputs = prepare(batches[0]) if batches else None
-    for k, batch in enumerate(batches):
-        tokens = generate(model, **inputs, **sampling)[:len(batch)]
-        inputs = prepare(batches[k + 1]) if k + 1 < len(batches) else None
+    builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpd-orders")
+    try:
+        upcoming = builder.submit(prepare, batches[0]) if batches else None
+        for k, batch in enumerate(batches):
+            inputs = upcoming.result()  # raises here what the worker raised
+            upcoming = builder.submit(prepare, batches[k + 1]) if k + 1 < len(batches) else None
+            tokens = generate(model, **inputs, **sampling)[:len(batch)]
+            if pending is not None:
+                write(*pending)
+            # One image at a time through the tokenizer: its pixels cannot depend on the batch.
+            pending = (batch, [tokenizer.decode_images(tokens[j:j + 1])[0] for j in range(len(batch))])
+            made += len(batch)
         if pending is not None:
             write(*pending)
-        # One image at a time through the tokenizer: its pixels cannot depend on the batch.
-        pending = (batch, [tokenizer.decode_images(tokens[j:j + 1])[0] for j in range(len(batch))])
-        made += len(batch)
-    if pending is not None:
-        write(*pending)
+    finally:
+        # On an error or an interrupt: drop the build not started, wait for the one running.
+        builder.shutdown(wait=True, cancel_futures=True)
     return made
