@@ -62,6 +62,12 @@ class ClassMix:
         return " + ".join(f"{weight / total:.2g}×{label}" for label, weight in self.parts if weight > 0)
 
 
+def label_or_mix(mix: ClassMix) -> int | ClassMix:
+    """A mix of one class as that plain class index (what callers that predate mixes understand)."""
+    classes = {label for label, weight in mix.parts if weight > 0}
+    return classes.pop() if len(classes) == 1 else mix
+
+
 def parse_class_mix(text: str, model) -> ClassMix:
     """A mix from text: "tiger:0.7, golden retriever:0.3", "3:1, 5:2" or a single class ("star")."""
     from .checkpoints import resolve_classes

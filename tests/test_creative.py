@@ -202,3 +202,60 @@ def test_tall_and_large_canvases(demo):
         wide_canvas(model, vq, 5, width=24, overlap=8, steps=4)
     with pytest.raises(SettingError, match="at least the model's 8×8 tokens"):
         wide_canvas(model, vq, 5, width=6, steps=4)
+
+
+# ------------------------------------------------------------------------------------------ command line
+def run_cli(*argv):
+    from lpd_core.__main__ import main
+    return main([str(a) for a in argv])
+
+
+def pixels(path):
+    from PIL import Image
+    with Image.open(path) as picture:
+        return np.asarray(picture)
+
+
+def test_cli_blend_end_point_is_the_plain_class(tmp_path, capsys):
+    assert run_cli("generate", "--blend", "circle:1, star:0", "--seed", 4, "--out", tmp_path / "blend.png") == 0
+    assert run_cli("generate", "--class", "circle", "--seed", 4, "--out", tmp_path / "plain.png") == 0
+    assert np.array_equal(pixels(tmp_path / "blend.png"), pixels(tmp_path / "plain.png"))
+    assert run_cli("generate", "--blend", "0:0.7,3:0.3", "--blend", "star", "--batch", 2, "--out",
+                   tmp_path / "mixes.png") == 0
+    assert pixels(tmp_path / "mixes.png").shape == (66, 66, 3)
+    assert "0.7×0 + 0.3×3" in capsys.readouterr().out
+    assert run_cli("generate", "--blend", "circle:-1, star:1", "--out", tmp_path / "bad.png") == 2
+    assert "class weights must be finite numbers ≥ 0" in capsys.readouterr().err
+    assert run_cli("generate", "--class", "circle", "--switch-step", 2, "--out", tmp_path / "bad.png") == 2
+    assert "--switch-class and --switch-step go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_cli("generate", "--class", "circle", "--blend", "star", "--out", tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
+
+
+@needs_switch
+def test_cli_class_switch(tmp_path):
+    assert run_cli("generate", "--class", "circle", "--switch-class", "star", "--switch-step", 0, "--seed", 4,
+                   "--out", tmp_path / "switched.png") == 0
+    assert run_cli("generate", "--class", "star", "--seed", 4, "--out", tmp_path / "star.png") == 0
+    assert np.array_equal(pixels(tmp_path / "switched.png"), pixels(tmp_path / "star.png"))
+
+
+def test_cli_vary_and_wide(tmp_path, capsys, pictures):
+    from lpd_core.imaging import to_pil
+    to_pil(pictures[0]).save(tmp_path / "in.png")
+    assert run_cli("vary", "--image", tmp_path / "in.png", "--class", "square", "--strength", 0, "--out",
+                   tmp_path / "same.png") == 0
+    assert "64 of 64 tokens kept; 100% of tokens as in the image" in capsys.readouterr().out
+    assert run_cli("vary", "--image", tmp_path / "in.png", "--class", "square", "--strength", 0.5, "--count", 2,
+                   "--out", tmp_path / "vary.png") == 0
+    assert pixels(tmp_path / "vary.png").shape == (32, 66, 3)
+    assert run_cli("vary", "--image", tmp_path / "in.png", "--class", "square", "--strength", 2, "--out",
+                   tmp_path / "bad.png") == 2
+    assert "strength must be a number from 0" in capsys.readouterr().err
+    assert run_cli("wide", "--class", "ring:0.5, star:0.5", "--width", 96, "--out", tmp_path / "wide.png") == 0
+    assert pixels(tmp_path / "wide.png").shape == (32, 96, 3)
+    assert "5 tiles of 32 px" in capsys.readouterr().out
+    assert run_cli("wide", "--class", "ring", "--width", 97, "--out", tmp_path / "bad.png") == 2
+    assert "not a multiple of the tokenizer's stride (4 px): use 96 or 100" in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists()
