@@ -72,7 +72,7 @@ def blend_part(model, vq, judge, args, settings) -> list[dict]:
     common = dict(orders=orders, group_sizes=sizes, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule, seeds=seeds)
     weights = np.linspace(0, 1, args.blend_weights)
     rows = []
-    for first, second in PAIRS:
+    for first, second in PAIRS[:args.pairs]:
         p_first, p_second, ends_equal_plain = [], [], True
         for w in weights:
             tokens = generate(model, None, [ClassMix.between(first, second, float(w))] * len(seeds), **common)
@@ -172,6 +172,7 @@ def wide_part(model, vq, judge, args, settings) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="blend,variation,wide", help="blend, variation, wide (comma-separated)")
+    parser.add_argument("--pairs", type=int, default=len(PAIRS), help=f"class pairs to sweep (1..{len(PAIRS)})")
     parser.add_argument("--blend-samples", type=int, default=200, help="samples per weight and class pair")
     parser.add_argument("--blend-weights", type=int, default=11, help="weights from 0 to 1 (11: steps of 0.1)")
     parser.add_argument("--vary-images", type=int, default=500, help="real images varied at each strength")
