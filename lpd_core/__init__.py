@@ -10,14 +10,17 @@ Typical use::
     images = vq.decode_images(tokens)  # (B, H, W, 3) in [0, 1]
 """
 
+from .blend import ClassMix, parse_class_mix
+from .canvas import wide_canvas
 from .generate import DecodeStep, generate
 from .model import LPD, PRESETS, LPDConfig
 from .schedule import Schedule, build_schedule, group_sizes_for
+from .variation import vary
 from .vq import VQConfig, VQModel
 from .weights import check_pair, load_model, load_tokenizer, read_checkpoint
 
 __all__ = [
     "DecodeStep", "generate", "LPD", "LPDConfig", "PRESETS", "Schedule", "build_schedule",
     "group_sizes_for", "VQConfig", "VQModel", "check_pair", "load_model", "load_tokenizer",
-    "read_checkpoint",
+    "read_checkpoint", "ClassMix", "parse_class_mix", "vary", "wide_canvas",
 ]

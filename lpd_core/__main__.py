@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import LPDError
+from .errors import LPDError, SettingError
 from .hub import TOKENIZER_STRIDE
 from .settings import CFG_SCHEDULES
 
@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--model", help="registry name, checkpoint path or folder (default: the bundled demo model)")
     gen.add_argument("--tokenizer", help="registry name or path (default: the one that goes with the model)")
     gen.add_argument("--models-dir", type=Path, help="where downloads go (default: $LPD_MODELS_DIR or ~/.cache/lpd_core)")
-    gen.add_argument("--class", dest="classes", action="append", required=True,
-                     help="class index or name; repeat or comma-separate for several")
+    wanted = gen.add_mutually_exclusive_group(required=True)
+    wanted.add_argument("--class", dest="classes", action="append",
+                        help="class index or name; repeat or comma-separate for several")
     gen.add_argument("--batch", type=int, default=1, help="images per class")
     _add_sampling_arguments(gen)
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--repulsion", type=int)
     sched.add_argument("--proximity", type=float, default=1.0)
     sched.add_argument("--out", type=Path, help="PNG of the order map (which step decodes each token)")
+    _add_creative_arguments(commands, gen, wanted)
     return parser
 
 
@@ -148,7 +150,7 @@ def run_generate(args) -> None:
     import torch
 
     from . import generate
-    from .checkpoints import load_pair, resolve_classes
+    from .checkpoints import load_pair
     from .imaging import check_image_path, image_grid, save_image
     from .schedule import build_schedule
     from .settings import check_count, check_proximity, check_seed, resolve_settings, seeds_for
@@ -160,10 +162,11 @@ def run_generate(args) -> None:
     batch = check_count("batch size", args.batch)
     seed = check_seed(args.seed)
     proximity = check_proximity(args.proximity)
+    if (args.switch_class is None) != (args.switch_step is None):
+        raise SettingError("--switch-class and --switch-step go together: give both, or neither")
     model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
                                  progress_for=_download_progress)
-    per_class = [resolve_classes(text, model) for text in args.classes]
-    labels = [c for group in per_class for c in group for _ in range(batch)]
+    labels = _generate_labels(args, model, batch)
     settings = resolve_settings(model, steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
                                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 repulsion=args.repulsion)
@@ -173,7 +176,7 @@ def run_generate(args) -> None:
     tokens = generate(model, schedule, labels, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
                       temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
                       seeds=seeds_for(seed, len(labels)), callback=lambda step: bar.update(1),
-                      fast=_fast(args.fast, device))
+                      fast=_fast(args.fast, device), **_class_switch(args, model, len(labels)))
     bar.close()
     with torch.no_grad():
         images = tokenizer.decode_images(tokens)
@@ -235,8 +238,172 @@ def run_schedule(args) -> None:
         print(f"wrote {args.out}")
 
 
+# -- class blends, variations, wide canvases (lpd_core.blend / .variation / .canvas) ------------------
+CREATIVE_EXAMPLES = """examples:
+  python -m lpd_core generate --blend "circle:0.7, star:0.3" --out blend.png
+  python -m lpd_core generate --class circle --switch-class star --switch-step 3 --out switch.png
+  python -m lpd_core vary --image in.png --class star --strength 0.5 --count 4 --out variations.png
+  python -m lpd_core wide --class ring --width 96 --out wide.png
+  python -m lpd_core wide --model lpd_l_256 --class "golden retriever" --width 768 --out wide.png
+"""
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="registry name, checkpoint path or folder (default: the bundled demo model)")
+    parser.add_argument("--tokenizer", help="registry name or path (default: the one that goes with the model)")
+    parser.add_argument("--models-dir", type=Path, help="where downloads go (default: $LPD_MODELS_DIR or ~/.cache/lpd_core)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: as for generate")
+
+
+def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> None:
+    """--blend and the class switch on generate; the vary and wide commands."""
+    wanted.add_argument("--blend", dest="blends", action="append", metavar="MIX",
+                        help="instead of --class: a weighted mix of classes for one image, e.g. "
+                             "'tiger:0.7, golden retriever:0.3' or '0:0.7,3:0.3' (indices or names; weights are "
+                             "relative); repeat for several mixes, --batch images of each")
+    gen.add_argument("--switch-class", metavar="CLASS_OR_MIX",
+                     help="change the class part-way: from --switch-step on every image is conditioned on this "
+                          "class (or mix), e.g. layout from --class, details from this one")
+    gen.add_argument("--switch-step", type=int, help="the decode step (0-based) at which --switch-class takes over")
+
+    mix_help = "class index or name, or a mix 'circle:0.7, star:0.3' (weights are relative)"
+    vary = commands.add_parser(
+        "vary", help="variations of an image: keep a spread-out share of its tokens, regenerate the rest",
+        description="Encodes --image, keeps a share 1 - strength of its tokens (spread over the grid) and "
+                    "regenerates the others under --class in a locality-aware order grown from the kept ones. "
+                    "Strength 0 gives back the image's own tokens, 1 a fresh sample.",
+        epilog=CREATIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    vary.add_argument("--image", type=Path, required=True,
+                      help="the picture to vary (resized so its shorter side is the model's resolution, centre-cropped)")
+    vary.add_argument("--class", dest="mix", required=True, help=mix_help + " of the regenerated tokens")
+    vary.add_argument("--strength", type=float, default=0.5,
+                      help="share of tokens to regenerate, 0..1 (default 0.5); the rest is kept from the image")
+    vary.add_argument("--count", type=int, default=1, help="variations to make (variation i uses seed + i)")
+    _add_model_arguments(vary)
+    _add_sampling_arguments(vary)
+    vary.add_argument("--out", type=Path, required=True, help="output PNG (a grid when several)")
+
+    wide = commands.add_parser(
+        "wide", help="a picture wider (or taller) than the model's square, from overlapping outpainted tiles",
+        description="Generates a canvas of --width × --height pixels from tiles of the model's size: the first "
+                    "tile is a plain sample, each next one an outpaint that keeps --overlap tokens of the tiles "
+                    "before it; the whole canvas is decoded at once, so there is no seam. Sizes are in pixels "
+                    "(what the picture should measure); they must be multiples of the tokenizer's stride "
+                    "(16 px for the published models, 4 for the demo).",
+        epilog=CREATIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    wide.add_argument("--class", dest="mix", required=True, help=mix_help)
+    wide.add_argument("--width", type=int, required=True,
+                      help="canvas width in pixels, at least the model's resolution (e.g. 768 for a 256 px model)")
+    wide.add_argument("--height", type=int, help="canvas height in pixels (default: the model's resolution)")
+    wide.add_argument("--overlap", type=int,
+                      help="tokens each tile shares with the tiles before it (default: half a tile); more overlap "
+                           "gives each tile more context, and takes more tiles")
+    wide.add_argument("--batch", type=int, default=1, help="canvases to make (canvas i uses seed + i)")
+    _add_model_arguments(wide)
+    _add_sampling_arguments(wide)
+    wide.add_argument("--out", type=Path, required=True, help="output PNG (canvases one under the other)")
+
+
+def _generate_labels(args, model, batch: int) -> list:
+    """generate's labels: `batch` images of each --class, or of each --blend mix."""
+    from .blend import label_or_mix, parse_class_mix
+    from .checkpoints import resolve_classes
+    if args.blends:
+        wanted = [label_or_mix(parse_class_mix(text, model)) for text in args.blends]
+    else:
+        wanted = [c for text in args.classes for c in resolve_classes(text, model)]
+    return [label for label in wanted for _ in range(batch)]
+
+
+def _class_switch(args, model, batch: int) -> dict:
+    """generate's switch_labels/switch_step from --switch-class/--switch-step (nothing when not asked)."""
+    if args.switch_class is None:
+        return {}
+    from .blend import label_or_mix, parse_class_mix
+    return dict(switch_labels=[label_or_mix(parse_class_mix(args.switch_class, model))] * batch,
+                switch_step=args.switch_step)
+
+
+def _load_for(args):
+    """Device, model, tokenizer and resolved settings of a vary/wide run."""
+    from .checkpoints import load_pair
+    from .settings import resolve_settings
+    from .weights import resolve_device
+    device = resolve_device(args.device)
+    model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
+                                 progress_for=_download_progress)
+    settings = resolve_settings(model, steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
+                                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                repulsion=args.repulsion)
+    return device, model, tokenizer, settings
+
+
+def _sampling(args, settings, device) -> dict:
+    return dict(steps=settings.steps, order=args.order, seed=args.seed, cfg=settings.cfg,
+                cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,
+                top_p=settings.top_p, proximity=args.proximity, repulsion=settings.repulsion,
+                fast=_fast(args.fast, device))
+
+
+def run_vary(args) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .blend import label_or_mix, parse_class_mix
+    from .imaging import check_image_path, image_grid, save_image
+    from .settings import check_count, check_seed
+    from .variation import kept_count, vary
+
+    # Everything the user gave is checked before a model is loaded.
+    kept_count(1, args.strength)
+    check_seed(args.seed)
+    check_count("--count", args.count)
+    check_image_path(args.out)
+    try:
+        with Image.open(args.image) as picture:
+            image = torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255)[None]
+    except OSError as error:  # missing, unreadable or not an image
+        raise SettingError(f"cannot read --image {args.image}: {error}; give the path of a PNG or JPEG picture") \
+            from None
+    device, model, tokenizer, settings = _load_for(args)
+    label = label_or_mix(parse_class_mix(args.mix, model))
+    result = vary(model, tokenizer, image.expand(args.count, -1, -1, -1), label, args.strength,
+                  **_sampling(args, settings, device))
+    save_image(image_grid(result.images), args.out)
+    agreement = (result.tokens == result.source).float().mean().item()
+    print(f"wrote {args.out}: {args.count} variation(s) of {args.image} as {label} at strength {args.strength:g} "
+          f"({int(result.kept[0].sum())} of {result.kept.shape[1]} tokens kept; {agreement:.0%} of tokens as in "
+          f"the image), seed {args.seed}")
+
+
+def run_wide(args) -> None:
+    from .blend import label_or_mix, parse_class_mix
+    from .canvas import wide_canvas
+    from .imaging import check_image_path, image_grid, save_image
+    from .settings import check_count, check_seed
+
+    check_seed(args.seed)
+    check_count("--batch", args.batch)
+    check_image_path(args.out)
+    device, model, tokenizer, settings = _load_for(args)
+    stride, side = tokenizer.stride, model.config.grid_size * tokenizer.stride
+    height = side if args.height is None else args.height
+    for name, pixels in (("--width", args.width), ("--height", height)):
+        if pixels % stride:
+            raise SettingError(f"{name} {pixels} is not a multiple of the tokenizer's stride ({stride} px): use "
+                               f"{pixels // stride * stride} or {(pixels // stride + 1) * stride}")
+    label = label_or_mix(parse_class_mix(args.mix, model))
+    result = wide_canvas(model, tokenizer, [label] * args.batch, width=args.width // stride, height=height // stride,
+                         overlap=args.overlap, **_sampling(args, settings, device))
+    save_image(image_grid(result.images, columns=1), args.out)
+    print(f"wrote {args.out}: {args.batch} canvas(es) of {args.width}×{height} px as {label}, {len(result.tiles)} "
+          f"tiles of {side} px, seed {args.seed}")
+
+
 COMMANDS = {"generate": run_generate, "download": run_download, "convert": run_convert,
-            "schedule": run_schedule, "sample-many": run_sample_many}
+            "schedule": run_schedule, "sample-many": run_sample_many, "vary": run_vary, "wide": run_wide}
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from .blend import class_weights, is_class_mix
 from .fast import padded_length, release_fast_state, static_decoder
 from .model import LPD
 from .sampling import CFG_SCHEDULES, guidance_table, seed_uniforms
@@ -55,6 +56,8 @@ class DecodeStep:
 def _labels_tensor(labels, batch: int | None, num_classes: int, device) -> torch.Tensor | None:
     if labels is None:
         return None
+    if is_class_mix(labels):  # (B, num_classes) weights, turned into embeddings by LPD.condition
+        return class_weights(labels, num_classes, batch, device)
     labels = torch.as_tensor(labels, dtype=torch.long, device=device).reshape(-1)
     if batch is not None and labels.numel() == 1:
         labels = labels.expand(batch)
@@ -112,7 +115,8 @@ def generate(
 
     The order and group sizes come from `schedule` (one order for the whole batch), or from
     `orders` ((N,) or (B, N)) and `group_sizes`. `labels` are class indices (one per sample, or one
-    for all); None generates unconditionally (the null class). Sample b draws from its own
+    for all), or class mixes (`lpd_core.blend.ClassMix`, or (B, num_classes) weights); None generates
+    unconditionally (the null class). Sample b draws from its own
     counter-based random numbers seeded with seeds[b] (an int s means s, s+1, ... mod 2^64;
     `lpd_core.sampling.seed_uniforms`), so a seed gives the same image whatever the batch.
     cfg ≠ 1 runs the null class beside each sample and mixes the logits per `cfg_schedule`.
@@ -154,9 +158,9 @@ def generate(
 
     labels = _labels_tensor(labels, batch, config.num_classes, device)
     if batch is None:
-        batch = labels.numel() if labels is not None else (orders.shape[0] if torch.as_tensor(orders).ndim == 2 else 1)
-    if labels is not None and labels.numel() != batch:
-        raise ValueError(f"got {labels.numel()} class labels for a batch of {batch}")
+        batch = len(labels) if labels is not None else (orders.shape[0] if torch.as_tensor(orders).ndim == 2 else 1)
+    if labels is not None and len(labels) != batch:
+        raise ValueError(f"got {len(labels)} class labels for a batch of {batch}")
     orders = _orders_tensor(orders, batch, num_tokens, device)
     if not 0 <= known_steps < len(group_sizes):
         raise ValueError(f"known_steps must be between 0 and {len(group_sizes) - 1} (at least one step must be "
@@ -170,8 +174,8 @@ def generate(
         raise ValueError(f"switch_step must be between 0 and {generated_steps - 1} (a generated step), "
                          f"got {switch_step}")
     switched = _labels_tensor(switch_labels, batch, config.num_classes, device) if switch_labels is not None else labels
-    if switched is not None and switched.numel() != batch:
-        raise ValueError(f"got {switched.numel()} switch labels for a batch of {batch}")
+    if switched is not None and len(switched) != batch:
+        raise ValueError(f"got {len(switched)} switch labels for a batch of {batch}")
     seeds = _seeds(seeds, batch)
 
     guided = cfg != 1.0

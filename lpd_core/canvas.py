@@ -1,0 +1,104 @@
+"""Wide (or tall) canvases: pictures larger than the model's square, as a chain of outpainted tiles.
+
+The canvas is covered by model-sized tiles that overlap by `overlap` tokens. The first tile is a
+plain generation; every later one is an outpaint: the tokens it shares with tiles already made are
+fed to `generate` as known context (so they are exactly those tiles' tokens) and the rest grow
+from them in a locality-aware order (`lpd_core.editing.plan_edit`, as for outpainting). The whole
+token canvas is then decoded in one tokenizer pass (the VQ decoder is convolutional with global
+attention, so it takes any grid shape), which leaves no seam in pixel space: neighbouring pixels
+across a tile border come out of one decoder, as inside a tile.
+
+Tiles go left to right, then top to bottom; where the canvas is not a whole number of tile steps
+the last tile of a row (or column) is moved back to the canvas edge and overlaps more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .editing import plan_edit
+from .errors import SettingError
+from .generate import DecodeStep, generate
+from .model import LPD
+from .settings import MAX_SEED, seeds_for
+from .vq import VQModel
+from .weights import check_pair
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start of each tile along one side of `length` tokens: every tile − overlap tokens, the last
+    one flush with the end."""
+    starts = list(range(0, length - tile, tile - overlap)) + [length - tile]
+    return sorted(set(starts))
+
+
+def check_canvas(grid: int, width: int, height: int, overlap: int) -> None:
+    """A canvas of width × height tokens made of grid × grid tiles overlapping by `overlap` tokens."""
+    if width < grid or height < grid:
+        raise SettingError(f"the canvas must be at least the model's {grid}×{grid} tokens on each side, "
+                           f"got {width}×{height} tokens")
+    if not 1 <= overlap <= grid - 1:
+        raise SettingError(f"the tile overlap must be 1..{grid - 1} tokens (the model's grid is {grid} tokens; the "
+                           f"tiles must share at least one column and add at least one), got {overlap}")
+
+
+def tile_seed(seed: int, tile: int) -> int:
+    """Sampling and order seed of one tile: the canvas seed for the first tile (so it is exactly
+    plain generation with that seed), an independent seed derived from (seed, tile) for the others."""
+    if tile == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, tile]).generate_state(1, dtype=np.uint64)[0]) % (MAX_SEED + 1)
+
+
+@dataclass
+class CanvasResult:
+    images: torch.Tensor  # (B, height·stride, width·stride, 3) in [0, 1]
+    tokens: torch.Tensor  # (B, height·width) raster over the canvas
+    grid: tuple[int, int]  # (height, width) in tokens
+    tiles: list[tuple[int, int]]  # (row, column) of each tile's top-left token, in generation order
+
+
+def wide_canvas(model: LPD, tokenizer: VQModel, labels, *, width: int, height: int | None = None,
+                overlap: int | None = None, batch: int | None = None, steps: int, order: str = "locality",
+                seed: int = 0, cfg: float = 1.0, cfg_schedule: str = "linear", temperature: float = 1.0,
+                top_k: int = 0, top_p: float = 1.0, proximity: float = 1.0, repulsion: int | None = None,
+                callback: Callable[[int, DecodeStep], None] | None = None, fast: bool = False) -> CanvasResult:
+    """Canvases of `width` × `height` tokens (height: the model's grid) under `labels` (as for
+    `generate`; one canvas per label, or `batch` canvases of one). Tiles overlap by `overlap` tokens
+    (default: half the grid). Canvas b uses seed + b (tile t of it `tile_seed(seed + b, t)`), so it
+    does not depend on the batch. `steps` count the generated groups of each tile (fewer where a tile
+    adds fewer tokens). `callback(tile index, step)` runs after every step of every tile."""
+    check_pair(model, tokenizer)
+    grid = model.config.grid_size
+    height = grid if height is None else height
+    overlap = grid // 2 if overlap is None else overlap
+    check_canvas(grid, width, height, overlap)
+    if batch is None:
+        batch = len(labels) if isinstance(labels, (list, tuple)) else 1
+    seeds = seeds_for(seed, batch)
+    device = model.pos_embed.device
+    canvas = torch.zeros(batch, height, width, dtype=torch.long, device=device)
+    made = torch.zeros(height, width, dtype=torch.bool)
+    tiles = [(row, col) for row in tile_starts(height, grid, overlap) for col in tile_starts(width, grid, overlap)]
+    for index, (row, col) in enumerate(tiles):
+        window = (slice(row, row + grid), slice(col, col + grid))
+        regenerate = ~made[window]
+        sample_seeds = [tile_seed(s, index) for s in seeds]
+        plans = [plan_edit(regenerate, steps, order, s, proximity, repulsion) for s in sample_seeds]
+        step_callback = None if callback is None else (lambda step, index=index: callback(index, step))
+        tokens = generate(model, labels=labels, batch=batch,
+                          orders=torch.from_numpy(np.stack([plan.order for plan in plans])),
+                          group_sizes=plans[0].group_sizes, known_steps=plans[0].known_steps,
+                          known_tokens=canvas[(slice(None), *window)].reshape(batch, -1), cfg=cfg,
+                          cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
+                          seeds=sample_seeds, callback=step_callback, fast=fast)
+        canvas[(slice(None), *window)] = tokens.reshape(batch, grid, grid)
+        made[window] = True
+    tokens = canvas.reshape(batch, -1)
+    with torch.no_grad():
+        images = tokenizer.decode_images(tokens, grid=(height, width))
+    return CanvasResult(images, tokens.cpu(), (height, width), tiles)

@@ -1,0 +1,75 @@
+"""The creative nodes (LPDClassBlend, LPDVariation, LPDWideCanvas) called directly on the bundled demo
+model (8×8 tokens, 4 px per token, 10 classes), outside ComfyUI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lpd_core.errors import SettingError
+from nodes import creative
+from nodes.loaders import LPDModelLoader, LPDTokenizerLoader
+from nodes.sampling import LPDSampler, LPDSchedule
+from nodes.tokens import LPDDecode
+
+
+@pytest.fixture(scope="module")
+def model():
+    return LPDModelLoader.execute("demo", "auto")[0]
+
+
+@pytest.fixture(scope="module")
+def vq():
+    return LPDTokenizerLoader.execute("demo", "auto")[0]
+
+
+@pytest.fixture(scope="module")
+def schedule(model):
+    return LPDSchedule.execute(model, 0, "locality", 3)[0]
+
+
+def test_nodes_are_listed_with_their_ids():
+    ids = [node.define_schema().node_id for node in creative.NODES]
+    assert ids == ["LPDClassBlend", "LPDVariation", "LPDWideCanvas"]
+    for node in creative.NODES:
+        schema = node.define_schema()
+        assert schema.category == "LPD" and schema.description
+        assert all(item.tooltip for item in [*schema.inputs, *schema.outputs])
+
+
+def test_class_blend_end_point_is_the_sampler_and_a_mix_is_not(model, vq, schedule):
+    plain = LPDSampler.execute(model, schedule, 9, 2, 5)[0]
+    end = creative.LPDClassBlend.execute(model, schedule, "circle:0, star:1", 2, 5, tokenizer=vq)[0]
+    assert torch.equal(end.tokens, plain.tokens)
+    mixed = creative.LPDClassBlend.execute(model, schedule, "circle:0.5, star:0.5", 2, 5)[0]
+    assert mixed.tokens.shape == (2, 64) and not torch.equal(mixed.tokens, plain.tokens)
+    with pytest.raises(SettingError, match="finite numbers ≥ 0"):
+        creative.LPDClassBlend.execute(model, schedule, "circle:-1, star:1", 1, 5)
+
+
+def test_class_blend_switch(model, schedule):
+    plain = LPDSampler.execute(model, schedule, 9, 1, 5)[0]
+    switched = creative.LPDClassBlend.execute(model, schedule, "circle", 1, 5, switch_classes="star",
+                                              switch_step=0)[0]
+    assert torch.equal(switched.tokens, plain.tokens)
+
+
+def test_variation_node(model, vq, schedule):
+    picture = LPDDecode.execute(LPDSampler.execute(model, schedule, 1, 1, 0)[0], vq)[0]
+    same = creative.LPDVariation.execute(model, vq, picture, "square", 0.0, 2, seed=0)
+    assert same[0].shape == (2, 32, 32, 3)
+    assert torch.equal(same[1].tokens, vq.module.encode_images(picture).expand(2, -1))
+    varied = creative.LPDVariation.execute(model, vq, picture, "square", 0.5, 3, seed=0)
+    assert varied[0].shape == (3, 32, 32, 3) and varied[1].seeds == [0, 1, 2]
+    agreement = (varied[1].tokens == same[1].tokens[:1]).float().mean(1)
+    assert ((agreement >= 0.5) & (agreement < 1)).all()  # half the tokens kept, the rest regenerated
+
+
+def test_wide_canvas_node(model, vq):
+    image, tokens = creative.LPDWideCanvas.execute(model, vq, "ring", width=96, overlap=4, seed=1)
+    assert image.shape == (1, 32, 96, 3) and tokens.grid == (8, 24)
+    assert torch.equal(LPDDecode.execute(tokens, vq)[0], image)  # LPD Decode takes the wide grid as it is
+    tall = creative.LPDWideCanvas.execute(model, vq, "ring", width=0, height=48, seed=1)[0]
+    assert tall.shape == (1, 48, 32, 3)
+    with pytest.raises(SettingError, match="not a multiple of the tokenizer's stride"):
+        creative.LPDWideCanvas.execute(model, vq, "ring", width=97)
