@@ -32,15 +32,14 @@ import time
 import numpy as np
 import torch
 
-from lpd_core import build_schedule, generate, load_model, load_tokenizer
+from lpd_core import generate, load_model, load_tokenizer
 from lpd_core.blend import ClassMix
 from lpd_core.canvas import wide_canvas
 from lpd_core.checkpoints import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH, generation_defaults
-from lpd_core.schedule import group_sizes_for
+from lpd_core.schedule import build_orders, group_sizes_for
 from lpd_core.variation import vary
-# The judge and the procedural data set live with the demo's training code: imported here only.
-from lpd_core.shapes import NUM_CLASSES, SHAPE_CLASSES, dataset_uint8
-from lpd_core.train import classify, train_classifier
+from training.judge import classify, train_classifier
+from training.shapes import NUM_CLASSES, SHAPE_CLASSES, dataset_uint8
 
 VARY_SEED = 616161  # the real images to vary: not the judge's, the tokenizer's or the model's data
 PAIRS = ((0, 1), (2, 9), (4, 7), (5, 6), (3, 8))  # circle→square, triangle→star, ring→checkerboard, …
@@ -54,8 +53,7 @@ def judge_probabilities(judge, images: torch.Tensor) -> torch.Tensor:
 
 
 def locality_orders(grid: int, sizes, seeds) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(build_schedule(grid, group_sizes=sizes, order="locality", seed=s).order)
-                        for s in seeds])
+    return torch.from_numpy(build_orders(grid, grid, sizes, "locality", seeds))
 
 
 def monotone(values, increasing: bool) -> bool:
