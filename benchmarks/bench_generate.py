@@ -32,10 +32,8 @@ import torch
 
 from lpd_core import LPD, LPDConfig, VQConfig, VQModel, build_schedule, generate
 from lpd_core.fast import release_fast_state
+from lpd_core.hub import TOKENIZER_STRIDE
 from lpd_core.weights import resolve_dtype
-
-VQ_STRIDE = 16  # LlamaGen VQ-16, the tokenizer of every published model
-
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -62,7 +60,7 @@ def memory_bandwidth(device: torch.device, megabytes: int) -> float:
     return 2 * source.numel() * 4 / best
 
 
-def timed(function, device: torch.device, repeats: int, warmup: int) -> float:
+def timed(function, device: torch.device, repeats: int, warmup: int = 0) -> float:
     """Median seconds of `function()` after `warmup` untimed calls."""
     for _ in range(warmup):
         function()
@@ -127,7 +125,7 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name, resolution in itertools.product(args.models.split(","), map(int, args.resolutions.split(","))):
-        config = LPDConfig.preset(name, grid_size=resolution // VQ_STRIDE)
+        config = LPDConfig.preset(name, grid_size=resolution // TOKENIZER_STRIDE)
         torch.manual_seed(0)
         with torch.device(device):
             base = LPD(config).init_weights().eval()

@@ -32,7 +32,6 @@ import gc
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,9 @@ import torch
 from lpd_core import LPD, LPDConfig, VQConfig, VQModel, build_schedule, generate, load_model
 from lpd_core import fast as fast_path
 from lpd_core.fast import decoder_memory_bytes, release_fast_state, static_decoder
+from lpd_core.hub import TOKENIZER_STRIDE
+
+from .bench_generate import memory_bandwidth, timed
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "lpd_reference"
@@ -52,7 +54,6 @@ LOGIT_TOLERANCE = 1e-4
 BF16_RELATIVE_BOUND = 2e-2
 BF16_AGREEMENT_BOUND = 0.9
 ALLOCATOR_VARIANT = "backend:cudaMallocAsync"
-VQ_STRIDE = 16
 # (preset, resolution, steps, batch, cfg): the issue's speed matrix, and the quick one for the CPU.
 SPEED_CASES = [("lpd_l", 256, 20, 1, 4.8), ("lpd_l", 256, 20, 64, 4.8), ("lpd_xl", 256, 20, 1, 4.9),
                ("lpd_xl", 256, 20, 64, 4.9), ("lpd_xxl", 256, 20, 1, 5.9), ("lpd_xxl", 256, 20, 64, 5.9),
@@ -66,23 +67,6 @@ REFERENCE_CASES = [("lpd_l", 256, 20, 1, 4.8), ("lpd_l", 256, 20, 64, 4.8), ("lp
                    ("lpd_xl", 512, 48, 1, 6.0)]
 
 log = logging.getLogger("lpd_core")
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(function, device: torch.device, repeats: int) -> float:
-    """Median seconds of `function()` over `repeats` calls."""
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        function()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def row(section: str, name: str, value, bound: str = "", ok: bool | None = None, **extra) -> dict:
@@ -202,20 +186,12 @@ def allocator_variant(quick: bool) -> list[dict]:
 
 
 # -- speed --------------------------------------------------------------------------------------
-def memory_bandwidth(device: torch.device) -> float:
-    """Bytes per second of a large device copy (read + write), best of five."""
-    source = torch.ones((2048 if device.type == "cuda" else 256) * 2**20 // 4, device=device)
-    target = torch.empty_like(source)
-    best = min(timed(lambda: target.copy_(source), device, 1) for _ in range(5))
-    return 2 * source.numel() * 4 / best
-
-
 def _models(preset: str, resolution: int, device, dtype):
     if preset == "quick":
-        config = LPDConfig(grid_size=resolution // VQ_STRIDE, **QUICK_CONFIG)
+        config = LPDConfig(grid_size=resolution // TOKENIZER_STRIDE, **QUICK_CONFIG)
         vq_config = VQConfig(**QUICK_VQ)
     else:
-        config = LPDConfig.preset(preset, grid_size=resolution // VQ_STRIDE)
+        config = LPDConfig.preset(preset, grid_size=resolution // TOKENIZER_STRIDE)
         vq_config = VQConfig()
     torch.manual_seed(0)
     with torch.device(device):
@@ -349,7 +325,7 @@ def main(argv=None) -> int:
     if not args.correctness_only:
         rows += allocator_variant(args.quick)
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        bandwidth = memory_bandwidth(device)
+        bandwidth = memory_bandwidth(device, 2048 if device.type == "cuda" else 256)
         rows += speed(device, dtype, QUICK_CASES if args.quick else SPEED_CASES, 2 if args.quick else 5, bandwidth)
         rows += reference(None if args.quick else args.reference_dir, [r for r in rows if r["section"] == "speed"],
                           device)

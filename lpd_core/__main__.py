@@ -380,7 +380,7 @@ def run_vary(args) -> None:
 
 def run_wide(args) -> None:
     from .blend import label_or_mix, parse_class_mix
-    from .canvas import wide_canvas
+    from .canvas import canvas_tokens, wide_canvas
     from .imaging import check_image_path, image_grid, save_image
     from .settings import check_count, check_seed
 
@@ -390,12 +390,9 @@ def run_wide(args) -> None:
     device, model, tokenizer, settings = _load_for(args)
     stride, side = tokenizer.stride, model.config.grid_size * tokenizer.stride
     height = side if args.height is None else args.height
-    for name, pixels in (("--width", args.width), ("--height", height)):
-        if pixels % stride:
-            raise SettingError(f"{name} {pixels} is not a multiple of the tokenizer's stride ({stride} px): use "
-                               f"{pixels // stride * stride} or {(pixels // stride + 1) * stride}")
+    columns, rows = canvas_tokens(args.width, height, stride, names=("--width", "--height"))
     label = label_or_mix(parse_class_mix(args.mix, model))
-    result = wide_canvas(model, tokenizer, [label] * args.batch, width=args.width // stride, height=height // stride,
+    result = wide_canvas(model, tokenizer, [label] * args.batch, width=columns, height=rows,
                          overlap=args.overlap, **_sampling(args, settings, device))
     save_image(image_grid(result.images, columns=1), args.out)
     print(f"wrote {args.out}: {args.batch} canvas(es) of {args.width}×{height} px as {label}, {len(result.tiles)} "

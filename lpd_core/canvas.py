@@ -36,6 +36,18 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
+def canvas_tokens(width: int, height: int, stride: int, names=("width", "height")) -> tuple[int, int]:
+    """A canvas of width × height pixels in tokens (columns, rows): each side must be a multiple of
+    the tokenizer's stride, since a token covers stride × stride pixels."""
+    tokens = []
+    for name, pixels in zip(names, (width, height)):
+        if pixels % stride:
+            raise SettingError(f"{name} {pixels} px is not a multiple of the tokenizer's stride ({stride} px): "
+                               f"use {pixels // stride * stride} or {(pixels // stride + 1) * stride}")
+        tokens.append(pixels // stride)
+    return tokens[0], tokens[1]
+
+
 def check_canvas(grid: int, width: int, height: int, overlap: int) -> None:
     """A canvas of width × height tokens made of grid × grid tiles overlapping by `overlap` tokens."""
     if width < grid or height < grid:

@@ -70,6 +70,16 @@ def check_images(images) -> torch.Tensor:
     return images.expand(-1, -1, -1, 3) if channels == 1 else images
 
 
+def square_side(tokenizer: VQModel, model: LPD | None = None, size: int = 256) -> int:
+    """Side in pixels of the square images are fitted to: the model's (its grid × the tokenizer's
+    stride, after checking the pair), else `size` rounded down to the stride (at least one token)."""
+    stride = tokenizer.stride
+    if model is not None:
+        check_pair(model, tokenizer)
+        return model.config.grid_size * stride
+    return max(stride, size // stride * stride)
+
+
 def fit_to_resolution(images: torch.Tensor, size: int) -> torch.Tensor:
     """(B, H, W, C) → (B, size, size, C): the shorter side scaled to `size`, then the centre
     cropped. The one image-fitting rule (editing, LPD Encode, masks): antialiased resampling

@@ -209,9 +209,8 @@ class LPDWideCanvas(io.ComfyNode):
     def execute(cls, model, tokenizer, classes, width=768, height=0, overlap=0, batch_size=1, steps=0,
                 order="locality", seed=0, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT,
                 top_p=DEFAULT):
-        from lpd_core.canvas import check_canvas, tile_starts, wide_canvas
+        from lpd_core.canvas import canvas_tokens, check_canvas, tile_starts, wide_canvas
         from lpd_core.checkpoints import generation_defaults
-        from lpd_core.errors import SettingError
         from lpd_core.settings import seeds_for
         from lpd_core.weights import check_pair
 
@@ -219,19 +218,14 @@ class LPDWideCanvas(io.ComfyNode):
         check_pair(module, vq_module)
         label = _mix(classes, module)
         grid, stride = module.config.grid_size, vq_module.stride
-        pixels = {"width": width or grid * stride, "height": height or grid * stride}
-        for name, value in pixels.items():
-            if value % stride:
-                raise SettingError(f"{name} {value} px is not a multiple of the tokenizer's stride ({stride} px): "
-                                   f"use {value // stride * stride} or {(value // stride + 1) * stride}")
-        columns, rows = pixels["width"] // stride, pixels["height"] // stride
+        columns, rows = canvas_tokens(width or grid * stride, height or grid * stride, stride)
         overlap = overlap or grid // 2
         check_canvas(grid, columns, rows, overlap)
         tiles = len(tile_starts(columns, grid, overlap)) * len(tile_starts(rows, grid, overlap))
         steps = min(steps or generation_defaults(module).steps, grid * grid)
         settings = resolve_widget_settings(module, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule,
                                            temperature=temperature, top_k=top_k, top_p=top_p)
-        vq = tokenizer.ready(memory_required=runtime.vq_memory_per_image(vq_module, pixels["height"], pixels["width"])
+        vq = tokenizer.ready(memory_required=runtime.vq_memory_per_image(vq_module, rows * stride, columns * stride)
                              * batch_size)
         progress = _progress(tiles * steps, vq, (grid, grid))
         lpd = model.ready(runtime.decoder_memory(model, batch_size, [grid * grid], settings.cfg))

@@ -156,15 +156,10 @@ class LPDPadForOutpaint(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, tokenizer, left=0, top=0, right=4, bottom=0, size=256, model=None):
-        from lpd_core.editing import pad_for_outpaint
+        from lpd_core.editing import pad_for_outpaint, square_side
         vq_module = tokenizer.module
         stride = vq_module.stride
-        if model is not None:
-            from lpd_core.weights import check_pair
-            check_pair(model.module, vq_module)
-            side = model.module.config.grid_size * stride
-        else:
-            side = max(stride, size // stride * stride)
+        side = square_side(vq_module, None if model is None else model.module, size)
         canvas, mask = pad_for_outpaint(image[..., :3].float().cpu(), side, stride, left=left, top=top, right=right,
                                         bottom=bottom)
         device = runtime.intermediate_device()

@@ -109,15 +109,10 @@ class LPDEncode(io.ComfyNode):
     @classmethod
     def execute(cls, image, tokenizer, size=256, model=None):
         import torch
-        from lpd_core.editing import fit_to_resolution
+        from lpd_core.editing import fit_to_resolution, square_side
         vq_module = tokenizer.module
         stride = vq_module.stride
-        if model is not None:
-            from lpd_core.weights import check_pair
-            check_pair(model.module, vq_module)
-            side = model.module.config.grid_size * stride
-        else:
-            side = max(stride, size // stride * stride)
+        side = square_side(vq_module, None if model is None else model.module, size)
         square = fit_to_resolution(image[..., :3], side)
         chunk = _load_for(tokenizer, square.shape[0], side, side)
         codes = []
