@@ -1,7 +1,9 @@
 """Command line: python -m lpd_core COMMAND …
 
 Commands:
-  generate     images of one or more classes into one image file (a grid for several)
+  generate     images of one or more classes (or class blends, or a class switch) into one image file
+  vary         variations of an image: keep a spread-out share of its tokens, regenerate the rest
+  wide         a picture wider (or taller) than the model's square, from overlapping outpainted tiles
   download     a published checkpoint into the models folder, verified
   convert      a .pth/.pt checkpoint to .safetensors with its config
   schedule     print a schedule's group sizes; save its order map
