@@ -26,6 +26,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "lpd_reference"
 PACK_NAME = "lpd_nodes_under_test"
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 V1_INTERFACE = json.loads((ROOT / "tests" / "fixtures" / "comfy_v1_interface.json").read_text())
+CREATIVE_NODES = {"LPDClassBlend", "LPDVariation", "LPDWideCanvas"}  # added after the V1 nodes: not in that file
 
 
 def _import_comfyui() -> bool:
@@ -198,7 +199,7 @@ def test_import_is_cheap_and_lazy():
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}).stdout.split()
     torch_loaded, core_loaded, count, web, v1 = out[1], out[2], int(out[3]), out[4], out[5]
     assert torch_loaded == "False" and core_loaded == "False"
-    assert count == 9 and web == "./web"
+    assert count == len(V1_INTERFACE) + len(CREATIVE_NODES) and web == "./web"
     assert v1 == "False"  # ComfyUI ignores comfy_entrypoint when NODE_CLASS_MAPPINGS exists
     # No time bound (timings belong to benchmarks; 0.12 s on an idle 2-core machine, several times that
     # on a busy one): what keeps it cheap is that neither torch nor lpd_core is imported.
@@ -208,11 +209,12 @@ def test_node_definitions(pack):
     """Every node is a V3 node (define_schema / execute) with an LPD id, category, description and a
     tooltip on every input and output."""
     classes = node_classes(pack)
-    assert set(classes) == set(V1_INTERFACE)
+    assert set(classes) == set(V1_INTERFACE) | CREATIVE_NODES
     for name, cls in classes.items():
         schema = cls.define_schema()
         assert name.startswith("LPD") and schema.category == "LPD" and schema.description
-        assert schema.display_name == V1_INTERFACE[name]["display_name"]
+        if name in V1_INTERFACE:
+            assert schema.display_name == V1_INTERFACE[name]["display_name"]
         for item in [*schema.inputs, *schema.outputs]:
             assert item.tooltip, f"{name}.{item.id}: no tooltip"
     assert schema_inputs(classes["LPDSampler"])["seed"].control_after_generate is True
@@ -222,9 +224,9 @@ def test_same_interface_as_the_v1_nodes(pack):
     """Node ids, input names, their order, required/optional, types and outputs are those of the V1 nodes
     (tests/fixtures/comfy_v1_interface.json, from ComfyUI 0.8.0's /object_info before the conversion), so
     saved workflows, whose widget values are stored by position, keep loading."""
-    for name, cls in node_classes(pack).items():
-        schema = cls.define_schema()
-        expected = V1_INTERFACE[name]
+    classes = node_classes(pack)
+    for name, expected in V1_INTERFACE.items():
+        schema = classes[name].define_schema()
         for group in ("required", "optional"):
             declared = [[i.id, "COMBO" if i.io_type == "COMBO" else i.io_type] for i in schema.inputs
                         if i.optional == (group == "optional")]
@@ -233,8 +235,8 @@ def test_same_interface_as_the_v1_nodes(pack):
         assert [o.id for o in schema.outputs] == expected["output_name"]
         assert bool(schema.is_output_node) == expected["output_node"]
     if REAL_COMFY:  # ComfyUI's own V1 view of the V3 nodes (what /object_info serves)
-        for name, cls in node_classes(pack).items():
-            info = cls.GET_NODE_INFO_V1()
+        for name in V1_INTERFACE:
+            info = classes[name].GET_NODE_INFO_V1()
             for group in ("required", "optional"):
                 got = [[k, "COMBO" if isinstance(v[0], list) or v[0] == "COMBO" else v[0]]
                        for k, v in info["input"].get(group, {}).items()]
@@ -328,7 +330,7 @@ def test_schedule(nodes, model):
     again, _ = nodes["LPDSchedule"].execute(model, 8, "random", 5)
     assert np.array_equal(again.order, nodes["LPDSchedule"].execute(model, 8, "random", 5)[0].order)
     assert not np.array_equal(again.order, nodes["LPDSchedule"].execute(model, 8, "random", 6)[0].order)
-    with pytest.raises(ValueError, match=r"steps must be 1\.\.64, got 65"):
+    with pytest.raises(ValueError, match=r"steps must be between 1 and 64, got 65"):
         nodes["LPDSchedule"].execute(model, 65, "locality", 0)
 
 
