@@ -1,5 +1,8 @@
-"""The command line, run as a user would (subprocess), on the fixture checkpoints."""
+"""The command line on the fixture checkpoints: through `main()` in this process, and as a user runs it
+(a subprocess) where the process itself matters (environment, the Hub's offline switch, the demo)."""
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -17,9 +20,22 @@ from conftest import REFERENCE, REFERENCE_HEADS
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "lpd_core", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+def run_cli(*args, env=None, process=False):
+    """Run the CLI with these arguments: in a subprocess when `process` or `env` is given (a new
+    interpreter each time costs seconds), else through `lpd_core.__main__.main` here."""
+    args = [str(a) for a in args]
+    if process or env is not None:
+        return subprocess.run([sys.executable, "-m", "lpd_core", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+    from lpd_core.__main__ import main
+    out, err, cwd = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(ROOT)  # relative paths as for the subprocess
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(args)
+    finally:
+        os.chdir(cwd)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +138,7 @@ def test_bad_input_is_one_line_and_exit_2(converted, args, message, tmp_path):
 
 
 def test_published_model_offline_says_where_to_put_it(tmp_path):
-    result = run_cli("download", "lpd_l_256", "--models-dir", tmp_path)
+    result = run_cli("download", "lpd_l_256", "--models-dir", tmp_path, process=True)
     assert result.returncode == 2
     line = result.stderr.strip()
     assert "huggingface.co/mit-han-lab/lpd_l_256" in line and str(tmp_path) in line
