@@ -13,6 +13,9 @@ TESTS=(tests/test_nodes.py tests/test_editing_nodes.py tests/test_comfy_server.p
 for version in $VERSIONS; do
   dir="$CACHE/$version/ComfyUI" venv="$CACHE/$version/venv"
   mkdir -p "$CACHE/$version"
+  for path in "$dir" "$venv"; do  # a link to a tree that is gone (a cleaned /tmp): set up anew
+    if [[ -L "$path" && ! -e "$path" ]]; then rm "$path"; fi
+  done
   start=$(date +%s)
   COMFY_TARBALL="$SHARED/comfyui/ComfyUI-$version.tar.gz" COMFY_DIR="$dir" COMFY_VENV="$venv" \
     bash "$SHARED/tools/comfy_check/setup.sh" > "$CACHE/setup-$version.log" 2>&1 \
