@@ -9,6 +9,7 @@ The install tests build into a fresh virtual environment that sees this interpre
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,12 +70,44 @@ def _bin(venv: Path, name: str) -> Path:
     return venv / ("Scripts" if os.name == "nt" else "bin") / name
 
 
+def copy_checkout(destination: Path) -> Path:
+    """The checkout's files as a clone of it (with the work not committed yet) holds them: what git
+    tracks or would track, so no virtual environment, download or build output is copied along.
+    Outside a git checkout (an unpacked archive): everything but those."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True)
+    if listed.returncode == 0:
+        for name in filter(None, listed.stdout.split("\0")):
+            if (ROOT / name).is_file():  # not a file deleted from the work tree but not yet from git
+                (destination / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, destination / name)
+        return destination
+
+    def generated(folder, names):
+        return {name for name in names if name in (".git", "__pycache__", ".pytest_cache", "build", "dist")
+                or name.endswith(".egg-info") or (Path(folder) / name / "pyvenv.cfg").is_file()}
+    return Path(shutil.copytree(ROOT, destination, ignore=generated))
+
+
 @pytest.fixture(scope="module")
 def checkout_copy(tmp_path_factory):
-    source = tmp_path_factory.mktemp("checkout") / "ComfyUI-LPD"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build", "dist",
-                                                                ".pytest_cache", "tests"))
-    return source
+    return copy_checkout(tmp_path_factory.mktemp("checkout") / "ComfyUI-LPD")
+
+
+@pytest.mark.parametrize("folder", ["ComfyUI-LPD", "ComfyUI/custom_nodes/ComfyUI-LPD"])
+def test_the_tests_run_in_a_checkout_named_as_users_name_it(tmp_path, folder):
+    """README's folder name is not a Python name, and the checkout's root holds ComfyUI's entry point
+    (tests/conftest.py says why that matters). Inside ComfyUI the pack's own pytest configuration
+    must win over ComfyUI's, which lies in a folder above: the one here would fail any run it reached."""
+    checkout = copy_checkout(tmp_path / folder)
+    if folder.startswith("ComfyUI/"):
+        (tmp_path / "ComfyUI" / "pytest.ini").write_text("[pytest]\naddopts = --an-option-of-another-project\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_classes.py"],
+                          cwd=checkout, env=env, capture_output=True, text=True, timeout=300)
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.fullmatch(r"\d+ passed in .*", summary), summary
 
 
 def _install(tmp_path: Path, source: Path, *flags: str) -> tuple[Path, dict]:
