@@ -1,10 +1,12 @@
 """What gets installed: `lpd_core` is inference only (it imports nothing from training/), and
-`pip install .` / `pip install -e .` give a working library and `lpd` command outside the checkout.
+`pip install .` / `pip install -e .` give a working library and `lpd` command outside the checkout
+and leave the checkout as it was; and the test suite runs in a checkout of any folder name.
 
-The install tests build into a fresh virtual environment that sees this interpreter's packages
-(`--system-site-packages`, so torch is not installed again) with `--no-deps --no-build-isolation
---no-index`: no network is needed. They work on a copy of the checkout, so no build/ or
-*.egg-info folder lands in it."""
+The install tests install a copy of the checkout into a fresh virtual environment the way a user
+does, with pip's build isolation: pip fetches the pinned build back-end ([build-system] in
+pyproject.toml) from the package index into a temporary environment of its own, so nothing of the
+host's Python (its setuptools or wheel) takes part. The venv sees this interpreter's packages
+(torch and the other requirements) through a .pth file, so they are not installed again."""
 
 import ast
 import json
@@ -13,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -110,17 +113,28 @@ def test_the_tests_run_in_a_checkout_named_as_users_name_it(tmp_path, folder):
     assert re.fullmatch(r"\d+ passed in .*", summary), summary
 
 
+def _files(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")}
+
+
 def _install(tmp_path: Path, source: Path, *flags: str) -> tuple[Path, dict]:
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True,
-                   timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = _bin(venv, "python")
-    # the venv has no pip of its own; this interpreter's, run by the venv's python, installs into the venv
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    ours = dict.fromkeys(sysconfig.get_path(kind) for kind in ("purelib", "platlib"))
+    # after the venv's own site-packages on sys.path: what pip installs into the venv comes first
+    (Path(site) / "outer_environment.pth").write_text("".join(f"{path}\n" for path in ours))
+    # pip is this interpreter's (seen through the .pth), run by the venv's python: it installs into the venv
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_REQUIRE_VIRTUALENV")}
     env["OMP_NUM_THREADS"] = "1"  # one small image: a second thread only waits, on shared cores
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                           *flags, str(source)], env=env, capture_output=True, text=True, timeout=300)
+    before = _files(source)
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", *flags, str(source)], env=env,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+    left = sorted(_files(source) ^ before)
+    assert not left, f"pip install {' '.join(flags)} changed the checkout: {left[:10]}"  # e.g. build/, *.egg-info
     return python, env
 
 
@@ -130,7 +144,7 @@ def _where(python: Path, cwd: Path, env: dict) -> dict:
     script = """
 import importlib.metadata as m, importlib.util as u, json, lpd_core
 from lpd_core.checkpoints import DEMO_MODEL_PATH
-files = [str(f) for f in m.files("lpd-nodes")]
+files = [str(f) for f in m.files("lpd-core")]
 print(json.dumps({"file": lpd_core.__file__, "demo": str(DEMO_MODEL_PATH), "demo_exists": DEMO_MODEL_PATH.is_file(),
                   "files": files, "importable": [n for n in ("nodes", "training", "benchmarks") if u.find_spec(n)]}))
 """
