@@ -13,6 +13,10 @@ A problem with the user's input (an `lpd_core.errors.LPDError`: a setting out of
 or damaged file, an unwritable output, an unavailable device, a folder of another run) is printed
 as one line `error: …` on stderr with exit status 2; Ctrl-C prints one line and exits with 130.
 Anything else is a bug and keeps its traceback.
+
+Each command checks what it can without torch first (the output path, the numbers, the names of
+the model and tokenizer, the model's file, downloaded if needed) and imports torch only then, so a
+mistake is answered in a fraction of a second instead of after torch's start-up.
 """
 
 from __future__ import annotations
@@ -22,16 +26,18 @@ import sys
 from pathlib import Path
 
 from .errors import LPDError, SettingError
+from .files import check_image_path
 from .hub import TOKENIZER_STRIDE
-from .settings import CFG_SCHEDULES
+from .settings import (CFG_SCHEDULES, check_count, check_integer, check_proximity, check_seed, check_strength,
+                       check_values, seeds_for)
 
 EXAMPLES = """examples:
-  python -m lpd_core generate --class 3 --out demo.png
-  python -m lpd_core generate --model lpd_l_256 --tokenizer vq_ds16_c2i --class "golden retriever" --steps 20 --out dog.png
-  python -m lpd_core download lpd_l_256
-  python -m lpd_core convert lpd_l_256.pth
-  python -m lpd_core schedule --resolution 256 --steps 20 --order locality --seed 0 --out order.png
-  python -m lpd_core sample-many --model lpd_l_256 --steps 20 --out samples/l256
+  {prog} generate --class 3 --out demo.png
+  {prog} generate --model lpd_l_256 --tokenizer vq_ds16_c2i --class "golden retriever" --steps 20 --out dog.png
+  {prog} download lpd_l_256
+  {prog} convert lpd_l_256.pth
+  {prog} schedule --resolution 256 --steps 20 --order locality --seed 0 --out order.png
+  {prog} sample-many --model lpd_l_256 --steps 20 --out samples/l256
 """
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
@@ -71,14 +77,21 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fixed-shape steps replayed as CUDA graphs (auto: on with CUDA)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def program() -> str:
+    """The command as it was called: `lpd` (the installed script) or `python -m lpd_core`."""
+    name = Path(sys.argv[0]).name
+    return "python -m lpd_core" if name == "__main__.py" else name
+
+
+def build_parser(prog: str = "python -m lpd_core") -> argparse.ArgumentParser:
+    examples = EXAMPLES.format(prog=prog)
     parser = argparse.ArgumentParser(
-        prog="python -m lpd_core", description="Locality-aware Parallel Decoding: image generation.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog=prog, description="Locality-aware Parallel Decoding: image generation.",
+        epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="generate images of one or more classes into a PNG",
-                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     gen.add_argument("--model", help="registry name, checkpoint path or folder (default: the bundled demo model)")
     gen.add_argument("--tokenizer", help="registry name or path (default: the one that goes with the model)")
     gen.add_argument("--models-dir", type=Path, help="where downloads go (default: $LPD_MODELS_DIR or ~/.cache/lpd_core)")
@@ -107,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     many = commands.add_parser(
         "sample-many", help="sample many images (e.g. 50,000 for FID) into a folder and an .npz; "
         "resumable; shards over processes under torchrun",
-        epilog="examples:\n  python -m lpd_core sample-many --model lpd_l_256 --steps 20 --out samples/l256\n"
+        epilog=f"examples:\n  {prog} sample-many --model lpd_l_256 --steps 20 --out samples/l256\n"
                "  torchrun --nproc_per_node=8 -m lpd_core sample-many --model lpd_l_256 --steps 20 --out samples/l256\n"
                "Run the same command again to resume; images already written are skipped.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--repulsion", type=int)
     sched.add_argument("--proximity", type=float, default=1.0)
     sched.add_argument("--out", type=Path, help="PNG of the order map (which step decodes each token)")
-    _add_creative_arguments(commands, gen, wanted)
+    _add_creative_arguments(commands, gen, wanted, prog)
     return parser
 
 
@@ -148,43 +161,70 @@ def _fast(choice: str, device: str) -> bool:
     return choice == "on" or (choice == "auto" and on_by_default(device))
 
 
-def run_generate(args) -> None:
-    import torch
+def _check_settings(args) -> None:
+    """The sampling settings given, each in its range; the steps' range is the model's token count,
+    so they are checked once it is loaded (resolve_settings)."""
+    check_values(cfg=args.cfg, cfg_schedule=args.cfg_schedule, temperature=args.temperature, top_k=args.top_k,
+                 top_p=args.top_p, repulsion=args.repulsion)
+    check_seed(args.seed)
+    check_proximity(args.proximity)
 
-    from . import generate
+
+def _find_checkpoints(args) -> tuple[Path, Path | None]:
+    """The model's file and the tokenizer's (None: the one the model names), found or downloaded
+    before torch is imported: a wrong name or an unreachable Hub is answered at once."""
+    from .checkpoints import DEMO, find_checkpoint
+    model = args.model or DEMO
+    model_file = find_checkpoint(model, args.models_dir, _download_progress(model))
+    if args.tokenizer is None:
+        return model_file, None
+    return model_file, find_checkpoint(args.tokenizer, args.models_dir, _download_progress(args.tokenizer),
+                                       tokenizer=True)
+
+
+def _load(args, model_file, tokenizer_file):
+    """Device, model, tokenizer and resolved settings of a generate/vary/wide run."""
     from .checkpoints import load_pair
-    from .imaging import check_image_path, image_grid, save_image
-    from .schedule import build_schedule
-    from .settings import check_count, check_proximity, check_seed, resolve_settings, seeds_for
+    from .settings import resolve_settings
     from .weights import resolve_device
-
-    # Everything the user gave is checked before a model is loaded.
     device = resolve_device(args.device)
-    check_image_path(args.out)
-    batch = check_count("batch size", args.batch)
-    seed = check_seed(args.seed)
-    proximity = check_proximity(args.proximity)
-    if (args.switch_class is None) != (args.switch_step is None):
-        raise SettingError("--switch-class and --switch-step go together: give both, or neither")
-    model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
+    model, tokenizer = load_pair(model_file, tokenizer_file, args.models_dir, device, args.dtype,
                                  progress_for=_download_progress)
-    labels = _generate_labels(args, model, batch)
     settings = resolve_settings(model, steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
                                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 repulsion=args.repulsion)
-    schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=seed,
-                              proximity=proximity, repulsion=settings.repulsion)
+    return device, model, tokenizer, settings
+
+
+def run_generate(args) -> None:
+    check_image_path(args.out)
+    batch = check_count("batch size", args.batch)
+    _check_settings(args)
+    if (args.switch_class is None) != (args.switch_step is None):
+        raise SettingError("--switch-class and --switch-step go together: give both, or neither")
+    files = _find_checkpoints(args)
+
+    import torch
+
+    from . import generate
+    from .imaging import image_grid, save_image
+    from .schedule import build_schedule
+
+    device, model, tokenizer, settings = _load(args, *files)
+    labels = _generate_labels(args, model, batch)
+    schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=args.seed,
+                              proximity=args.proximity, repulsion=settings.repulsion)
     bar = _progress_bar("decoding", total=schedule.steps, unit="step")
     tokens = generate(model, schedule, labels, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
                       temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-                      seeds=seeds_for(seed, len(labels)), callback=lambda step: bar.update(1),
+                      seeds=seeds_for(args.seed, len(labels)), callback=lambda step: bar.update(1),
                       fast=_fast(args.fast, device), **_class_switch(args, model, len(labels)))
     bar.close()
     with torch.no_grad():
         images = tokenizer.decode_images(tokens)
     save_image(image_grid(images, columns=batch if len(labels) > batch else None), args.out)
     print(f"wrote {args.out}: {len(labels)} image(s) of class(es) {', '.join(map(str, dict.fromkeys(labels)))}, "
-          f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}, seed {seed}")
+          f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}, seed {args.seed}")
     if args.model is None:
         print("(the bundled demo model; published ImageNet models: python -m lpd_core download lpd_l_256, "
               "then --model lpd_l_256)")
@@ -200,9 +240,8 @@ def run_download(args) -> None:
 
 
 def run_convert(args) -> None:
-    from .settings import check_integer
-    from .weights import convert
     num_heads = None if args.num_heads is None else check_integer("--num-heads", args.num_heads, 1)
+    from .weights import convert
     print(convert(args.source, args.destination, num_heads=num_heads))
 
 
@@ -218,9 +257,7 @@ def run_sample_many(args) -> None:
 
 
 def run_schedule(args) -> None:
-    from .imaging import check_image_path, order_map_image, save_image, to_pil
     from .schedule import build_schedule
-    from .settings import check_integer, check_proximity, check_seed
 
     if args.grid is not None:
         grid = check_integer("--grid", args.grid, 1)
@@ -236,17 +273,18 @@ def run_schedule(args) -> None:
     print(f"{schedule.steps} steps over {schedule.num_tokens} tokens ({grid}×{grid}), group sizes: "
           f"{', '.join(map(str, schedule.group_sizes))}")
     if args.out:
+        from .imaging import order_map_image, save_image, to_pil
         save_image(to_pil(order_map_image(schedule.order_map(), schedule.steps)), args.out)
         print(f"wrote {args.out}")
 
 
 # -- class blends, variations, wide canvases (lpd_core.blend / .variation / .canvas) ------------------
 CREATIVE_EXAMPLES = """examples:
-  python -m lpd_core generate --blend "circle:0.7, star:0.3" --out blend.png
-  python -m lpd_core generate --class circle --switch-class star --switch-step 3 --out switch.png
-  python -m lpd_core vary --image in.png --class star --strength 0.5 --count 4 --out variations.png
-  python -m lpd_core wide --class ring --width 96 --out wide.png
-  python -m lpd_core wide --model lpd_l_256 --class "golden retriever" --width 768 --out wide.png
+  {prog} generate --blend "circle:0.7, star:0.3" --out blend.png
+  {prog} generate --class circle --switch-class star --switch-step 3 --out switch.png
+  {prog} vary --image in.png --class star --strength 0.5 --count 4 --out variations.png
+  {prog} wide --class ring --width 96 --out wide.png
+  {prog} wide --model lpd_l_256 --class "golden retriever" --width 768 --out wide.png
 """
 
 
@@ -258,8 +296,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: as for generate")
 
 
-def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> None:
+def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted, prog: str) -> None:
     """--blend and the class switch on generate; the vary and wide commands."""
+    examples = CREATIVE_EXAMPLES.format(prog=prog)
     wanted.add_argument("--blend", dest="blends", action="append", metavar="MIX",
                         help="instead of --class: a weighted mix of classes for one image, e.g. "
                              "'tiger:0.7, golden retriever:0.3' or '0:0.7,3:0.3' (indices or names; weights are "
@@ -275,7 +314,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
         description="Encodes --image, keeps a share 1 - strength of its tokens (spread over the grid) and "
                     "regenerates the others under --class in a locality-aware order grown from the kept ones. "
                     "Strength 0 gives back the image's own tokens, 1 a fresh sample.",
-        epilog=CREATIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     vary.add_argument("--image", type=Path, required=True,
                       help="the picture to vary (resized so its shorter side is the model's resolution, centre-cropped)")
     vary.add_argument("--class", dest="mix", required=True, help=mix_help + " of the regenerated tokens")
@@ -293,7 +332,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
                     "before it; the whole canvas is decoded at once, so there is no seam. Sizes are in pixels "
                     "(what the picture should measure); they must be multiples of the tokenizer's stride "
                     "(16 px for the published models, 4 for the demo).",
-        epilog=CREATIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     wide.add_argument("--class", dest="mix", required=True, help=mix_help)
     wide.add_argument("--width", type=int, required=True,
                       help="canvas width in pixels, at least the model's resolution (e.g. 768 for a 256 px model)")
@@ -327,20 +366,6 @@ def _class_switch(args, model, batch: int) -> dict:
                 switch_step=args.switch_step)
 
 
-def _load_for(args):
-    """Device, model, tokenizer and resolved settings of a vary/wide run."""
-    from .checkpoints import load_pair
-    from .settings import resolve_settings
-    from .weights import resolve_device
-    device = resolve_device(args.device)
-    model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
-                                 progress_for=_download_progress)
-    settings = resolve_settings(model, steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
-                                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                repulsion=args.repulsion)
-    return device, model, tokenizer, settings
-
-
 def _sampling(args, settings, device) -> dict:
     return dict(steps=settings.steps, order=args.order, seed=args.seed, cfg=settings.cfg,
                 cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,
@@ -349,27 +374,22 @@ def _sampling(args, settings, device) -> dict:
 
 
 def run_vary(args) -> None:
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from .blend import label_or_mix, parse_class_mix
-    from .imaging import check_image_path, image_grid, save_image
-    from .settings import check_count, check_seed
-    from .variation import kept_count, vary
-
-    # Everything the user gave is checked before a model is loaded.
-    kept_count(1, args.strength)
-    check_seed(args.seed)
+    check_strength(args.strength)
     check_count("--count", args.count)
     check_image_path(args.out)
-    try:
-        with Image.open(args.image) as picture:
-            image = torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255)[None]
-    except OSError as error:  # missing, unreadable or not an image
-        raise SettingError(f"cannot read --image {args.image}: {error}; give the path of a PNG or JPEG picture") \
-            from None
-    device, model, tokenizer, settings = _load_for(args)
+    _check_settings(args)
+    picture = _read_picture(args.image)
+    files = _find_checkpoints(args)
+
+    import numpy as np
+    import torch
+
+    from .blend import label_or_mix, parse_class_mix
+    from .imaging import image_grid, save_image
+    from .variation import vary
+
+    image = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255)[None]
+    device, model, tokenizer, settings = _load(args, *files)
     label = label_or_mix(parse_class_mix(args.mix, model))
     result = vary(model, tokenizer, image.expand(args.count, -1, -1, -1), label, args.strength,
                   **_sampling(args, settings, device))
@@ -380,16 +400,27 @@ def run_vary(args) -> None:
           f"the image), seed {args.seed}")
 
 
-def run_wide(args) -> None:
-    from .blend import label_or_mix, parse_class_mix
-    from .canvas import canvas_tokens, wide_canvas
-    from .imaging import check_image_path, image_grid, save_image
-    from .settings import check_count, check_seed
+def _read_picture(path: Path):
+    """--image as an RGB PIL image (SettingError if it is missing, unreadable or not a picture)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as picture:
+            return picture.convert("RGB")
+    except OSError as error:  # missing, unreadable or not an image
+        raise SettingError(f"cannot read --image {path}: {error}; give the path of a PNG or JPEG picture") from None
 
-    check_seed(args.seed)
+
+def run_wide(args) -> None:
     check_count("--batch", args.batch)
     check_image_path(args.out)
-    device, model, tokenizer, settings = _load_for(args)
+    _check_settings(args)
+    files = _find_checkpoints(args)
+
+    from .blend import label_or_mix, parse_class_mix
+    from .canvas import canvas_tokens, wide_canvas
+    from .imaging import image_grid, save_image
+
+    device, model, tokenizer, settings = _load(args, *files)
     stride, side = tokenizer.stride, model.config.grid_size * tokenizer.stride
     height = side if args.height is None else args.height
     columns, rows = canvas_tokens(args.width, height, stride, names=("--width", "--height"))
@@ -406,7 +437,7 @@ COMMANDS = {"generate": run_generate, "download": run_download, "convert": run_c
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(program()).parse_args(argv)
     try:
         COMMANDS[args.command](args)
     except KeyboardInterrupt:

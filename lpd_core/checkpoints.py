@@ -9,14 +9,18 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import classes, hub
 from .errors import CheckpointError, SettingError
-from .model import LPD, PRESETS
 from .settings import GenerationSettings, check_integer
-from .vq import VQModel
-from .weights import load_model, load_tokenizer
+
+# Finding a checkpoint (a name, a path, a download) needs no torch, and the command line finds the
+# model before it loads anything: the modules that build models are imported where one is built,
+# so a wrong name or an unreachable Hub is answered without torch's start-up.
+if TYPE_CHECKING:
+    from .model import LPD
+    from .vq import VQModel
 
 DEMO = "demo"  # the bundled model trained on procedural shapes: works offline
 DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
@@ -59,6 +63,8 @@ def find_checkpoint(spec: str | os.PathLike, folder=None, progress: Callable | N
 
 def published_entry(model: LPD) -> hub.LPDCheckpoint | None:
     """The registry entry whose architecture this model has (width and grid identify them)."""
+    from .model import PRESETS  # with a model at hand, torch is imported already
+
     config = model.config
     for entry in hub.LPD_MODELS.values():
         preset = PRESETS[entry.preset]
@@ -108,7 +114,7 @@ def load_pair(model_spec=None, tokenizer_spec=None, folder=None, device="cpu", d
               progress_for: Callable[[str], Callable] | None = None) -> tuple[LPD, VQModel]:
     """Load a model and its tokenizer. No model: the demo model. No tokenizer: the one named in
     the model's file (the demo's own), else LlamaGen's VQ-16 as the published models use."""
-    from .weights import check_pair
+    from .weights import check_pair, load_model, load_tokenizer
 
     progress = progress_for or (lambda name: None)
     model_spec = model_spec or DEMO

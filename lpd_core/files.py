@@ -82,3 +82,19 @@ def check_output_folder(folder, what: str = "output folder") -> Path:
                           f"existing) instead")
     _probe(existing, what, folder)
     return folder
+
+
+# Image files the CLI writes, by suffix → PIL format. PNG is lossless; the others are there
+# because users ask for them by name.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                 ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def check_image_path(path) -> Path:
+    """An output image path of a known type in a folder that can be written (OutputError if not),
+    checked before any work is done."""
+    path = check_writable(path, "output image")
+    if path.suffix.lower() not in IMAGE_FORMATS:
+        raise OutputError(f"{path} has no image extension ({path.suffix or 'none'}); name the output "
+                          f"{path.with_suffix('.png').name} (or .jpg, .webp, .bmp, .tif)")
+    return path

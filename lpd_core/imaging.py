@@ -9,23 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import OutputError
-from .files import atomic_write, check_writable
-
-# Image files the CLI writes, by suffix → PIL format. PNG is lossless; the others are there
-# because users ask for them by name.
-IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-                 ".tif": "TIFF", ".tiff": "TIFF"}
-
-
-def check_image_path(path) -> Path:
-    """An output image path of a known type in a folder that can be written (OutputError if not),
-    checked before any work is done."""
-    path = check_writable(path, "output image")
-    if path.suffix.lower() not in IMAGE_FORMATS:
-        raise OutputError(f"{path} has no image extension ({path.suffix or 'none'}); name the output "
-                          f"{path.with_suffix('.png').name} (or .jpg, .webp, .bmp, .tif)")
-    return path
+from .files import IMAGE_FORMATS, atomic_write, check_image_path
 
 
 def save_image(picture: Image.Image, path) -> Path:

@@ -8,7 +8,7 @@ raises `SettingError` with the setting's name, its valid range, the value given 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from .errors import SettingError
 
@@ -81,18 +81,25 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
+def check_values(num_tokens: int | None = None, **values) -> dict:
+    """The generation settings given (by their GenerationSettings names; None = not given), each checked
+    against its valid range. `num_tokens`, the model's token count, bounds the steps; the command line
+    checks the other settings before it loads a model (num_tokens None), and the steps with it."""
+    rules = dict(
+        steps=lambda value: check_integer("steps", value, 1, num_tokens),
+        cfg=lambda value: check_number("cfg", value, 0.0),
+        cfg_schedule=lambda value: check_choice("cfg schedule", value, CFG_SCHEDULES),
+        temperature=lambda value: check_number("temperature", value, 0.0),
+        top_k=lambda value: check_integer("top_k", value, 0),
+        top_p=lambda value: check_number("top_p", value, 0.0, 1.0, low_open=True),
+        repulsion=lambda value: check_integer("repulsion", value, 0),
+    )
+    return {name: rules[name](value) for name, value in values.items() if value is not None}
+
+
 def check_settings(settings: GenerationSettings, num_tokens: int) -> GenerationSettings:
     """The same settings with every value checked against its valid range (SettingError if not)."""
-    return replace(
-        settings,
-        steps=check_integer("steps", settings.steps, 1, num_tokens),
-        cfg=check_number("cfg", settings.cfg, 0.0),
-        cfg_schedule=check_choice("cfg schedule", settings.cfg_schedule, CFG_SCHEDULES),
-        temperature=check_number("temperature", settings.temperature, 0.0),
-        top_k=check_integer("top_k", settings.top_k, 0),
-        top_p=check_number("top_p", settings.top_p, 0.0, 1.0, low_open=True),
-        repulsion=None if settings.repulsion is None else check_integer("repulsion", settings.repulsion, 0),
-    )
+    return replace(settings, **check_values(num_tokens, **asdict(settings)))
 
 
 def resolve_settings(model, *, steps: int | None = None, cfg: float | None = None, cfg_schedule: str | None = None,
@@ -126,6 +133,14 @@ def check_order(order) -> str:
 def check_seed(seed) -> int:
     """A seed in the documented range 0..2^64−1."""
     return check_integer("seed", seed, 0, MAX_SEED)
+
+
+def check_strength(strength) -> float:
+    """A variation's strength: the share of its tokens regenerated, 0 (the image itself) to 1 (a fresh sample)."""
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+        raise SettingError(f"strength must be a number from 0 (the image itself) to 1 (a fresh sample), "
+                           f"got {strength!r}")
+    return float(strength)
 
 
 def check_count(name: str, count) -> int:

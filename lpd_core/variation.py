@@ -20,7 +20,7 @@ from .editing import fit_to_resolution, plan_edit
 from .errors import SettingError
 from .generate import DecodeStep, generate
 from .model import LPD
-from .settings import seeds_for
+from .settings import check_strength, seeds_for
 from .vq import VQModel
 from .weights import check_pair
 
@@ -46,10 +46,7 @@ def spread_positions(grid_h: int, grid_w: int, count: int, seed: int) -> np.ndar
 
 def kept_count(num_tokens: int, strength: float) -> int:
     """How many tokens a variation of this strength keeps: round((1 − strength) · N)."""
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
-        raise SettingError(f"strength must be a number from 0 (the image itself) to 1 (a fresh sample), "
-                           f"got {strength!r}")
-    return round((1 - float(strength)) * num_tokens)
+    return round((1 - check_strength(strength)) * num_tokens)
 
 
 @dataclass

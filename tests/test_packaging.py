@@ -177,6 +177,7 @@ def test_pip_install_gives_the_library_and_the_lpd_command(tmp_path, checkout_co
     done = subprocess.run([str(_bin(python.parent.parent, "lpd")), "--help"], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: lpd ") and "\n  lpd generate --class 3 --out demo.png" in done.stdout
     assert all(command in done.stdout for command in ("generate", "download", "convert", "schedule", "sample-many"))
 
 
