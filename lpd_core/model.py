@@ -20,8 +20,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blend import normalised_weights
-
 # Presets by width: (depth, heads). Head width is 64 in every published model.
 PRESETS = {
     "lpd_l": dict(embed_dim=1024, depth=24, num_heads=16),
@@ -249,12 +247,12 @@ class LPD(nn.Module):
     # -- embeddings ---------------------------------------------------------------------------
     def condition(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor:
         """Class embeddings (batch, dim); None means the null class for every sample. Float labels
-        (batch, num_classes) are class mixes (`lpd_core.blend`): the weighted mean of the embeddings."""
+        (batch, num_classes) are class mixes, weights summing to 1 per row (`lpd_core.blend.check_labels`
+        makes them): the weighted mean of the embeddings."""
         if labels is None:
             return self.fake_latent.expand(batch, -1)
         if labels.is_floating_point():
-            weights = normalised_weights(labels, self.config.num_classes)
-            return (weights.float() @ self.class_emb.weight.float()).to(self.class_emb.weight.dtype)
+            return (labels.float() @ self.class_emb.weight.float()).to(self.class_emb.weight.dtype)
         return self.class_emb(labels)
 
     def positions(self, orders: torch.Tensor) -> torch.Tensor:
