@@ -63,18 +63,17 @@ class DecodeStep:
         return self._logits[:len(self._orders), self._query_rows].clone()
 
 
-
 @dataclass
 class _Run:
     """One generation's inputs, checked: what the decode loop reads, chunk by chunk."""
     batch: int
-    orders: torch.Tensor  # (N,) or (B, N) int64, CPU
+    orders: torch.Tensor  # (B, N) int64 on the CPU (one order for all: expanded, not copied)
     group_sizes: tuple[int, ...]
     settings: GenerationSettings
     labels: torch.Tensor | None  # (B,) indices or (B, num_classes) weights, CPU (`blend.check_labels`)
     switched: torch.Tensor | None
     seeds: int | list[int]  # a start seed (image i: seed + i) or one per image
-    known: torch.Tensor | None  # (N,) or (B, N) raster tokens, CPU
+    known: torch.Tensor | None  # (B, N) raster tokens on the CPU (expanded where one serves all)
     known_steps: int
     switch_step: int | None
 

@@ -230,9 +230,10 @@ def lpd_config_for(state_dict: dict, metadata: dict, num_heads: int | None, path
         return _checked_config(stored if num_heads is None else LPDConfig(**{**stored.to_dict(), "num_heads": num_heads}),
                                path)
     try:
-        return _checked_config(LPDConfig.from_state_dict(state_dict, num_heads=num_heads), path)
+        config = LPDConfig.from_state_dict(state_dict, num_heads=num_heads)
     except (ValueError, KeyError, IndexError, TypeError) as error:  # the weights do not say what the model is
         raise CheckpointError(f"{path}: {error}") from None
+    return _checked_config(config, path)
 
 
 def _stored_extras(model: LPD, metadata: dict, path) -> None:

@@ -180,7 +180,7 @@ def sample_many(
     None = all, else indices (or a comma-separated string of indices/names). N = num_images, or
     images_per_class × number of classes (default 50 per class: 50,000 for ImageNet). steps, cfg,
     cfg_schedule, temperature, top_k, top_p, repulsion: None = the model's defaults
-    (`settings.resolve_settings`). batch_size: per process. dtype "auto": as
+    (`checkpoints.resolve_settings`). batch_size: per process. dtype "auto": as
     `weights.auto_dtype`. fast: `generate`'s fast path (None: on with CUDA). Every input is checked
     (an LPDError) before `out` is touched. Returns the manifest on rank 0, None on the other ranks.
     """
