@@ -165,6 +165,14 @@ OTHER_COMMANDS = [
     (["schedule", "--grid", "0", "--steps", "1"], ["--grid must be at least 1"]),
     (["schedule", "--resolution", "8", "--steps", "1"], ["--resolution must be at least 16"]),
     (["schedule", "--grid", "4", "--steps", "17"], ["steps must be between 1 and 16"]),
+    (["schedule", "--resolution", "250", "--steps", "1"], ["--resolution 250 px is not a multiple of the tokenizer's "
+                                                           "stride (16 px)", "use 240 or 256"]),
+    (["wide", "--class", "1", "--width", "16", "--out", "{tmp}/w.png"], [
+        "the canvas must be at least the model's 32×32 px (8×8 tokens) on each side, got 16×32 px (4×8 tokens)"]),
+    (["wide", "--class", "1", "--width", "30", "--out", "{tmp}/w.png"], ["--width 30 px is not a multiple", "28 or 32"]),
+    (["vary", "--image", "{bad}/picture.png", "--class", "1", "--count", "100000000", "--out", "{tmp}/v.png"],
+     ["holding 100000000 images needs", "images fit in one run: ask for fewer"]),
+    (["vary", "--image", "{bad}/two", "--class", "1", "--out", "{tmp}/v.png"], ["cannot read --image", "PNG or JPEG"]),
     (["schedule", "--grid", "4", "--steps", "4", "--seed", "-3"], ["seed must be between 0 and"]),
     (["schedule", "--grid", "4", "--steps", "4", "--out", "{tmp}/map.xyz"], ["map.xyz has no image extension", "map.png"]),
     (["convert", "{bad}/empty.pth"], ["empty.pth is empty (0 bytes)"]),
