@@ -14,8 +14,8 @@ or damaged file, an unwritable output, an unavailable device, more memory than t
 another run) is printed as one line `error: …` on stderr with exit status 2; Ctrl-C prints one line
 and exits with 130. Anything else is a bug and keeps its traceback.
 
-The commands import what they need when they run (torch and the models take seconds to import), so
-`--help` and argument errors answer at once.
+Each command imports the modules it needs when it runs (imports inside the functions, for start-up
+time: a command does not pay for the others').
 """
 
 from __future__ import annotations
