@@ -201,7 +201,7 @@ MISTAKES = [
     (["generate", "--class", "1", "--tokenizer", "vq_ds61", "--out", "x.png"], "error: no file or folder 'vq_ds61'"),
     (["vary", "--image", "missing.png", "--class", "1", "--out", "x.png"], "error: cannot read --image missing.png"),
     (["vary", "--image", "missing.png", "--class", "1", "--strength", "1.5", "--out", "x.png"],
-     "error: strength must be a number from 0"),
+     "error: strength must be a finite number at least 0 and at most 1"),
     (["wide", "--class", "1", "--width", "96", "--batch", "0", "--out", "x.png"], "error: --batch must be at least 1"),
     (["schedule", "--grid", "4", "--steps", "17"], "error: steps must be between 1 and 16"),
     (["convert", "x.pth", "--num-heads", "0"], "error: --num-heads must be at least 1"),
