@@ -128,11 +128,9 @@ def check_temperature(temperature) -> float:
     return temperature
 
 
-def check_values(num_tokens: int | None = None, **values) -> dict:
-    """The generation settings given (by their GenerationSettings names; None = not given), each checked
-    against its valid range. `num_tokens`, the model's token count, bounds the steps; the command line
-    checks the other settings before it loads a model (num_tokens None), and the steps with it."""
-    rules = dict(
+def _setting_rules(num_tokens: int | None) -> dict:
+    """The check of each GenerationSettings field; `num_tokens`, the model's token count, bounds the steps."""
+    return dict(
         steps=lambda value: check_integer("steps", value, 1, num_tokens),
         cfg=lambda value: check_number("cfg", value, 0.0, MAX_CFG),
         cfg_schedule=lambda value: check_choice("cfg schedule", value, CFG_SCHEDULES),
@@ -141,12 +139,21 @@ def check_values(num_tokens: int | None = None, **values) -> dict:
         top_p=lambda value: check_number("top_p", value, 0.0, 1.0, low_open=True),
         repulsion=lambda value: check_integer("repulsion", value, 0),
     )
+
+
+def check_values(num_tokens: int | None = None, **values) -> dict:
+    """The generation settings given (by their GenerationSettings names; None = not given), each checked
+    against its valid range. The command line checks the settings it was given so before it loads a
+    model (num_tokens None), and the steps, whose range is the model's, once it has one."""
+    rules = _setting_rules(num_tokens)
     return {name: rules[name](value) for name, value in values.items() if value is not None}
 
 
 def check_settings(settings: GenerationSettings, num_tokens: int) -> GenerationSettings:
     """The same settings with every value checked against its valid range (SettingError if not)."""
-    return replace(settings, **check_values(num_tokens, **asdict(settings)))
+    rules = _setting_rules(num_tokens)
+    return replace(settings, **{name: rules[name](value) for name, value in asdict(settings).items()
+                                if not (name == "repulsion" and value is None)})  # None: the grid's default
 
 
 def check_proximity(proximity) -> float:
