@@ -215,14 +215,12 @@ class Managed:
 def decoder_memory(model: Managed, batch: int, group_sizes, cfg: float) -> int:
     """Bytes the fast path keeps beside the weights for this run (KV cache + graph pool), from the
     library's estimate; what the sampler asks ComfyUI to keep free when it loads the model."""
-    from lpd_core.fast import decoder_memory_bytes, on_by_default
+    from lpd_core.fast import decoder_memory_bytes, on_by_default, step_rows
     module = model.module
     if not on_by_default(torch_device()):
         return 0
     rows = batch * (2 if cfg != 1.0 else 1)
-    sizes = list(group_sizes)
-    widest = max([sizes[0] + 1] + [a + b for a, b in zip(sizes, sizes[1:])])  # previous group + queries
-    return decoder_memory_bytes(module.config, rows, module.pos_embed.dtype, widest)
+    return decoder_memory_bytes(module.config, rows, module.pos_embed.dtype, step_rows(group_sizes))
 
 
 @contextlib.contextmanager

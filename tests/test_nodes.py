@@ -676,7 +676,7 @@ def test_decoder_released_on_unload_and_interrupt(nodes, model, schedule, fast_o
 def test_memory_asked_of_comfyui(nodes, model, schedule, vq, monkeypatch):
     """The sampler asks load_models_gpu for the fast decoder's memory (the library's estimate), and LPD
     Decode for its images' working memory, sizing its batches from the free memory."""
-    from lpd_core.fast import decoder_memory_bytes
+    from lpd_core.fast import decoder_memory_bytes, step_rows
     runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
     asked = []
     monkeypatch.setattr(runtime.Managed, "ready", lambda self, memory_required=0: (asked.append(
@@ -684,8 +684,8 @@ def test_memory_asked_of_comfyui(nodes, model, schedule, vq, monkeypatch):
     import lpd_core.fast
     monkeypatch.setattr(lpd_core.fast, "on_by_default", lambda device: True)
     tokens = nodes["LPDSampler"].execute(model, schedule, 3, 4, 0)[0]
-    widest = max(a + b for a, b in zip(schedule.group_sizes, schedule.group_sizes[1:]))
-    assert asked == [("lpd", decoder_memory_bytes(model.module.config, 8, torch.float32, widest))]
+    assert asked == [("lpd", decoder_memory_bytes(model.module.config, 8, torch.float32,
+                                                  step_rows(schedule.group_sizes)))]
     asked.clear()
     per_image = runtime.vq_memory_per_image(vq.module, 128, 128)
     monkeypatch.setattr(runtime, "free_memory", lambda device: int(2.5 * per_image))
