@@ -27,6 +27,11 @@ class VQConfig:
     def stride(self) -> int:
         return 2 ** (len(self.ch_mult) - 1)
 
+    @property
+    def width(self) -> int:
+        """Channels of the widest layers (what `weights.auto_dtype` weighs)."""
+        return self.ch * max(self.ch_mult)
+
     @classmethod
     def from_state_dict(cls, state_dict: dict) -> "VQConfig":
         ch = state_dict["encoder.conv_in.weight"].shape[0]
@@ -240,8 +245,9 @@ class VQModel(nn.Module):
             grid = (side, side)
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.vocab_size):
             raise ValueError(f"codes must be in 0..{self.vocab_size - 1} for this tokenizer")
-        quant = self.quantize.lookup(codes.reshape(codes.shape[0], *grid))
-        return self.decoder(self.post_quant_conv(quant.to(self.post_quant_conv.weight.dtype)))
+        quant = self.quantize.lookup(codes.reshape(codes.shape[0], *grid)).to(self.post_quant_conv.weight.dtype)
+        # channels-last: the layout oneDNN and cuDNN convolve bf16 in, so no layer converts to it and back
+        return self.decoder(self.post_quant_conv(quant.contiguous(memory_format=torch.channels_last)))
 
     def decode_images(self, codes: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """Codes → ComfyUI-style images (B, H, W, 3) float32 in [0, 1]."""

@@ -38,9 +38,10 @@ DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat1
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
 
-# From this width on (every published model), bf16 matmuls beat fp32 on a CPU that multiplies bf16
-# natively: LPD-L-256 at 20 steps, batch 1, ran 2.4× faster (benchmarks/bench_generate.py). The
-# small demo model gains nothing, and fp32 keeps its images the ones its tests and card show.
+# From this width on (every published model and LlamaGen's VQ-16 tokenizer), bf16 matmuls and
+# convolutions beat fp32 on a CPU that multiplies bf16 natively: LPD-L-256 at 20 steps, batch 1, ran
+# 2.4× faster, the VQ-16 decode about 2× (benchmarks/bench_generate.py). The small demo model and
+# tokenizer gain nothing, and fp32 keeps their images the ones their tests and card show.
 CPU_BF16_MIN_WIDTH = 512
 
 
@@ -50,19 +51,20 @@ def cpu_multiplies_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def auto_dtype(device, width: int | None = None) -> torch.dtype:
-    """What dtype "auto" means: bf16 on a GPU; on a CPU, bf16 for an LPD model of width ≥
-    `CPU_BF16_MIN_WIDTH` when the CPU multiplies bf16 natively, else fp32 (tokenizers: width None,
-    fp32 on the CPU)."""
+def auto_dtype(device, width: int) -> torch.dtype:
+    """What dtype "auto" means, for the CLI, the API and the nodes alike: bf16 on a GPU; on a CPU,
+    bf16 for a network of width ≥ `CPU_BF16_MIN_WIDTH` (an LPD model's `embed_dim`, a tokenizer's
+    widest channels: `VQConfig.width`) when the CPU multiplies bf16 natively, else fp32."""
     if torch.device(device).type != "cpu":
         return torch.bfloat16
-    if width is not None and width >= CPU_BF16_MIN_WIDTH and cpu_multiplies_bf16():
+    if width >= CPU_BF16_MIN_WIDTH and cpu_multiplies_bf16():
         return torch.bfloat16
     return torch.float32
 
 
-def resolve_dtype(dtype, device="cpu", width: int | None = None) -> torch.dtype:
-    """A dtype, or its name: fp32 / bf16 / fp16, or "auto" (see `auto_dtype`)."""
+def resolve_dtype(dtype, device="cpu", width: int = 0) -> torch.dtype:
+    """A dtype, or its name: fp32 / bf16 / fp16, or "auto" for a network of `width` that computes
+    on `device` (see `auto_dtype`)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
@@ -232,9 +234,10 @@ def lpd_config_for(state_dict: dict, metadata: dict, num_heads: int | None, path
         raise CheckpointError(f"{path}: {error}") from None
 
 
-def load_model(path, device="cpu", dtype="fp32", num_heads: int | None = None) -> LPD:
-    """Build an LPD model from a checkpoint (published .pth, or .safetensors) in eval mode.
-    dtype: fp32 / bf16 / fp16 / "auto" (`auto_dtype`: bf16 on GPU and for wide models on bf16 CPUs)."""
+def load_model(path, device="cpu", dtype="fp32", num_heads: int | None = None, run_on=None) -> LPD:
+    """Build an LPD model from a checkpoint (published .pth, or .safetensors) in eval mode, on
+    `device`. dtype: fp32 / bf16 / fp16 / "auto" (`auto_dtype`: bf16 on GPU and for wide models on
+    bf16 CPUs) for the device it will compute on, `run_on` (default: `device`)."""
     state_dict, metadata = read_checkpoint(path)
     if not is_lpd_state_dict(state_dict):
         raise CheckpointError(f"{path} is not an LPD checkpoint (no pos_embed){'; it is a VQ tokenizer: pass it as the tokenizer' if is_tokenizer_state_dict(state_dict) else ''}")
@@ -248,12 +251,14 @@ def load_model(path, device="cpu", dtype="fp32", num_heads: int | None = None) -
     if DEFAULTS_METADATA_KEY in metadata:
         model.generation_defaults = GenerationSettings(**json.loads(metadata[DEFAULTS_METADATA_KEY]))
     model.tokenizer_name = metadata.get(TOKENIZER_METADATA_KEY, model.tokenizer_name)
-    return model.to(device=device, dtype=resolve_dtype(dtype, device, config.embed_dim)).eval()
+    dtype = resolve_dtype(dtype, device if run_on is None else run_on, config.embed_dim)
+    return model.to(device=device, dtype=dtype).eval()
 
 
-def load_tokenizer(path, device="cpu", dtype="fp32") -> VQModel:
-    """Build the VQ tokenizer from a checkpoint (LlamaGen layout, .pt or .safetensors).
-    dtype "auto": bf16 on GPU, fp32 on CPU."""
+def load_tokenizer(path, device="cpu", dtype="fp32", run_on=None) -> VQModel:
+    """Build the VQ tokenizer from a checkpoint (LlamaGen layout, .pt or .safetensors) on `device`.
+    dtype "auto" as for `load_model` (LlamaGen's VQ-16: bf16 on GPU and on bf16 CPUs; its error
+    against fp32 is measured in tests/test_weights.py)."""
     state_dict, _ = read_checkpoint(path)
     if not is_tokenizer_state_dict(state_dict):
         raise CheckpointError(f"{path} is not a VQ tokenizer checkpoint (no {TOKENIZER_KEY})"
@@ -267,7 +272,8 @@ def load_tokenizer(path, device="cpu", dtype="fp32") -> VQModel:
         model = VQModel(config)
     _check_keys(model, state_dict, path)
     model.load_state_dict(state_dict, assign=True)
-    return model.to(device=device, dtype=resolve_dtype(dtype, device)).eval()
+    dtype = resolve_dtype(dtype, device if run_on is None else run_on, config.width)
+    return model.to(device=device, dtype=dtype).eval()
 
 
 def save_model(model: LPD, path, extra_metadata: dict[str, str] | None = None) -> Path:

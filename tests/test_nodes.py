@@ -298,9 +298,15 @@ def test_loaders(model, vq):
         assert model.patcher is not None and vq.patcher is not None
 
 
-def test_loader_dtype(nodes):
+def test_loader_dtype(nodes, monkeypatch):
     half = nodes["LPDModelLoader"].execute("lpd_fixture.safetensors", "bf16")[0]
     assert next(half.module.parameters()).dtype == torch.bfloat16
+    # auto is the library's rule for the device ComfyUI computes on, not for where the weights wait
+    runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+    monkeypatch.setattr(runtime, "torch_device", lambda: torch.device("cuda"))
+    for node, name in (("LPDModelLoader", "lpd_fixture.safetensors"), ("LPDTokenizerLoader", "demo")):
+        loaded = nodes[node].execute(name, "auto")[0]
+        assert {(p.device.type, p.dtype) for p in loaded.module.parameters()} == {("cpu", torch.bfloat16)}
 
 
 def test_memory_management(nodes, model, schedule):
