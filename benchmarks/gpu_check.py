@@ -289,8 +289,7 @@ def other_allocator(run: Run, stage: str) -> list[dict]:
     run.check_time(30, name)
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "child.json"
-        env = {**os.environ, "PYTORCH_CUDA_ALLOC_CONF": setting}
-        env.pop("PYTORCH_ALLOC_CONF", None)
+        env = {**os.environ, "PYTORCH_CUDA_ALLOC_CONF": setting, "PYTORCH_ALLOC_CONF": setting}  # old, new name
         command = [sys.executable, "-m", "benchmarks.gpu_check", "--stages", stage, "--in-child", "--json", str(out),
                    "--deadline", f"{run.child_timeout() - 5:.0f}", "--device", str(run.device)]
         if run.quick:
@@ -306,6 +305,8 @@ def other_allocator(run: Run, stage: str) -> list[dict]:
         child = json.loads(out.read_text())
     record = child["stages"][stage]
     rows = [{**r, "name": f"{setting} ({child['allocator']}): {r['name']}"} for r in record["rows"]]
+    if run.device.type == "cuda":
+        rows.append(row(stage, f"{name}: the child's allocator", child["allocator"], other, child["allocator"] == other))
     if record["status"] not in ("passed", "failed"):
         error = (record.get("error") or "").strip().splitlines()[-1:] or [""]
         rows.append(row(stage, f"{name}: child stage {record['status']}", error[0], "runs", False))

@@ -191,3 +191,13 @@ def test_memory_estimate_by_formula_one_pool_per_shape_under_cudamallocasync(mon
     assert fast.decoder_memory_bytes(config, 4, torch.float32, [3, 10, 12]) == sum(asynchronous.values())
     with pytest.raises(ValueError, match="allocator"):
         fast.decoder_memory_bytes(config, 4, torch.float32, 12, allocator="pinned")
+
+
+def test_auto_takes_the_fast_path_on_cuda_only():
+    """On a CPU there is nothing to capture and the padded steps cost time (README, Benchmarks): the
+    CLI's and the library's "auto" keep the plain path there; "on" still forces the fast one."""
+    from lpd_core.__main__ import _fast
+    from lpd_core.fast import on_by_default
+    assert on_by_default("cuda") and on_by_default(torch.device("cuda", 1)) and not on_by_default("cpu")
+    assert (_fast("auto", "cpu"), _fast("auto", "cuda:0"), _fast("on", "cpu"), _fast("off", "cuda:0")) == (
+        False, True, True, False)
