@@ -246,7 +246,8 @@ class VQModel(nn.Module):
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.vocab_size):
             raise ValueError(f"codes must be in 0..{self.vocab_size - 1} for this tokenizer")
         quant = self.quantize.lookup(codes.reshape(codes.shape[0], *grid)).to(self.post_quant_conv.weight.dtype)
-        # channels-last: the layout oneDNN and cuDNN convolve bf16 in, so no layer converts to it and back
+        # channels-last: the layout oneDNN convolves in, so the layers do not convert to it and back
+        # (1-6 % of a bf16 decode on an AVX512-BF16 CPU, 2026-12-02)
         return self.decoder(self.post_quant_conv(quant.contiguous(memory_format=torch.channels_last)))
 
     def decode_images(self, codes: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:

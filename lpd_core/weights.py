@@ -40,7 +40,7 @@ DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat1
 
 # From this width on (every published model and LlamaGen's VQ-16 tokenizer), bf16 matmuls and
 # convolutions beat fp32 on a CPU that multiplies bf16 natively: LPD-L-256 at 20 steps, batch 1, ran
-# 2.4× faster, the VQ-16 decode about 2× (benchmarks/bench_generate.py). The small demo model and
+# 2.4× faster, the VQ-16 decode of a 256 px image 2.2× (docs/benchmarks.md). The small demo model and
 # tokenizer gain nothing, and fp32 keeps their images the ones their tests and card show.
 CPU_BF16_MIN_WIDTH = 512
 
