@@ -707,7 +707,7 @@ def test_model_and_tokenizer_load_in_one_call(nodes, model, schedule, vq, monkey
     """Where a sampler needs the tokenizer too (its preview palette, the images it decodes), both are
     loaded in one load_models_gpu call with the memory both need, so the second cannot unload the
     first."""
-    from lpd_core.fast import decoder_memory_bytes
+    from lpd_core.fast import decoder_memory_bytes, step_rows
     from lpd_core.preview import cached_palette
     runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
     asked = []
@@ -715,8 +715,7 @@ def test_model_and_tokenizer_load_in_one_call(nodes, model, schedule, vq, monkey
         ([m.kind for m in managed], memory_required)))
     import lpd_core.fast
     monkeypatch.setattr(lpd_core.fast, "on_by_default", lambda device: True)
-    widest = max(a + b for a, b in zip(schedule.group_sizes, schedule.group_sizes[1:]))
-    decoder = decoder_memory_bytes(model.module.config, 2, torch.float32, widest)
+    decoder = decoder_memory_bytes(model.module.config, 2, torch.float32, step_rows(schedule.group_sizes))
     palette = vq.module.memory_per_image(schedule.grid_h * vq.module.stride, schedule.grid_w * vq.module.stride)
     first_time = cached_palette(vq.module) is None
     nodes["LPDSampler"].execute(model, schedule, 3, 1, 0, tokenizer=vq)
@@ -728,7 +727,7 @@ def test_model_and_tokenizer_load_in_one_call(nodes, model, schedule, vq, monkey
     picture, mask = torch.rand(1, 128, 128, 3), torch.ones(1, 128, 128)
     nodes["LPDEditSampler"].execute(model, vq, picture, mask, 3, steps=2)
     grid = model.module.config.grid_size
-    kept = decoder_memory_bytes(model.module.config, 2, torch.float32, grid * grid + 1)
+    kept = decoder_memory_bytes(model.module.config, 2, torch.float32, step_rows([grid * grid]))
     assert asked == [(["lpd", "vq"], kept + vq.module.memory_per_image(128, 128))]
 
 
