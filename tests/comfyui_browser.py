@@ -227,13 +227,20 @@ class Canvas:
         button = self.page.locator(f'[data-node-id="{node_id}"] [data-widget-name="{name}"] button')
         return button if button.count() == 1 else None
 
-    def button_label(self, node_id: int, name: str) -> str:
-        """A button widget's text as shown: the DOM button's in Nodes 2.0 mode, else the label drawn."""
-        button = self.widget_button(node_id, name)
-        if button is not None:
-            return button.inner_text().strip()
-        return self.js("return app.graph.getNodeById(arg[0]).widgets.find(w => w.name === arg[1]).label;",
-                       [node_id, name])
+    def button_label(self, node_id: int, name: str, settled: str = "", timeout: float = 10) -> str:
+        """A button widget's text as shown: the DOM button's in Nodes 2.0 mode, else the label drawn. With
+        `settled`, waits up to `timeout` s for a text that starts so (a label that depends on the server)."""
+        deadline = time.time() + timeout
+        while True:
+            button = self.widget_button(node_id, name)
+            if button is not None:
+                text = button.inner_text().strip()
+            else:
+                text = self.js("return app.graph.getNodeById(arg[0]).widgets.find(w => w.name === arg[1]).label;",
+                               [node_id, name])
+            if text.startswith(settled) or time.time() > deadline:
+                return text
+            self.page.wait_for_timeout(200)
 
     def run_workflow(self, timeout: float = 600) -> dict:
         """Queues the open workflow with the keyboard shortcut (Ctrl+Enter) and waits until it ran; returns the

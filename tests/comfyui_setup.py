@@ -12,8 +12,8 @@ A line is a ComfyUI release plus the frontend the browser gets:
 Where ComfyUI comes from, in this order: `$LPD_COMFYUI_SOURCES/ComfyUI-<version>.tar.gz` (a folder of source
 archives; CI sets it), an archive fetched earlier into the cache, the release's source archive from ComfyUI's
 official repository. With none of them, the ComfyUI tests are left out with one line that says so, and the
-exit status is 0: the rest of the suite counts on its own. With sources given, any ComfyUI test that is skipped
-fails the run.
+exit status is 0: the rest of the suite counts on its own. With LPD_COMFYUI_SOURCES given, a missing archive
+and any ComfyUI test that is skipped fail the run.
 
 The cache (`$LPD_COMFYUI_CACHE`, default ~/.cache/comfyui-lpd; CI may keep it between runs) holds per release
 the unpacked tree and its venv, and the newest frontend. A venv is made with this interpreter, gets the local
@@ -36,6 +36,7 @@ import tarfile
 import tempfile
 import time
 import urllib.request
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ CACHE = Path(os.environ.get("LPD_COMFYUI_CACHE", Path.home() / ".cache" / "comfy
 NEWEST_FRONTEND = "1.58.1"  # comfyui-frontend-package, newest on the package index on 2026-12-02
 PLAYWRIGHT = "playwright==1.65.2"
 TORCH = "torch==2.13.0"
-RELEASE_ARCHIVE = "https://github.com/comfyanonymous/ComfyUI/archive/refs/tags/v{version}.tar.gz"
+RELEASE_ARCHIVE = "https://github.com/Comfy-Org/ComfyUI/archive/refs/tags/v{version}.tar.gz"
 CHROMIUM = Path(os.environ.get("LPD_CHROMIUM", "/usr/bin/chromium"))
 # What the ComfyUI tests are: the node tests import ComfyUI in-process, the others talk to a server.
 TEST_FILES = ["tests/test_nodes.py", "tests/test_editing_nodes.py", "tests/test_comfy_server.py",
@@ -292,6 +293,14 @@ def prepare(line: Line) -> dict[str, str]:
     return env
 
 
+def _skipped(report: Path) -> int:
+    """How many tests the run's JUnit report counts as skipped (all of them, 1 at least, when it is missing)."""
+    if not report.is_file():
+        return 1
+    suites = ElementTree.parse(report).getroot().iter("testsuite")
+    return sum(int(suite.get("skipped", 0)) for suite in suites)
+
+
 def main(selected: list[str]) -> int:
     lines = [line for line in LINES if not selected or any(line.name.startswith(s) for s in selected)]
     try:
@@ -301,17 +310,19 @@ def main(selected: list[str]) -> int:
         print(f"ComfyUI tests not run: {missing}; set LPD_COMFYUI_SOURCES to a folder of ComfyUI-<version>.tar.gz "
               f"({', '.join(sorted({line.comfyui for line in lines}))}) or give this machine network access",
               flush=True)
-        return 0
+        return 1 if os.environ.get("LPD_COMFYUI_SOURCES") else 0  # sources were promised: their absence fails
     browser = chromium()
     failed = []
     for line in lines:
         env = {**os.environ, **prepare(line), "LPD_CHROMIUM": browser or ""}
+        shutil.rmtree(ROOT / "out" / "comfyui-screens" / line.name, ignore_errors=True)  # this run's screenshots only
         report = CACHE / f"pytest-{line.name}.xml"
+        report.unlink(missing_ok=True)
         done = subprocess.run([env["COMFY_PYTHON"], "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                                f"--junitxml={report}", *TEST_FILES], cwd=ROOT, env=env, check=False)
-        skipped = 'skipped="0"' not in report.read_text() if report.is_file() else True
+        skipped = _skipped(report)
         if done.returncode != 0 or skipped:
-            failed.append(line.name + (" (tests were skipped: every ComfyUI test must run here)" if skipped else ""))
+            failed.append(line.name + (f" ({skipped} skipped: every ComfyUI test must run here)" if skipped else ""))
     if failed:
         print(f"ComfyUI tests failed in: {', '.join(failed)}", flush=True)
         return 1

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from comfyui_browser import READABLE_ZOOM, Canvas, launch
+from comfyui_browser import READABLE_ZOOM, Canvas, PageRecord, launch
 from comfyui_server import PACK_FOLDER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,71 +65,99 @@ def test_the_frontend_is_the_lines(canvas):
     assert canvas.frontend_version() == FRONTEND
 
 
-@pytest.mark.parametrize("name", WORKFLOWS)
-def test_template_opens_readable(canvas, name):
-    """Opened from the templates link at 1600×1000: zoomed where titles and widgets are drawn, all of it in
-    view, no node covering another."""
-    _open(canvas, name)
-    canvas.screenshot(SCREENS / f"{name}-opened.png")
-    zoom = canvas.zoom()
-    problems = [] if zoom >= READABLE_ZOOM else [f"opens at {zoom:.0%} zoom (titles and widgets drawn from "
-                                                 f"{READABLE_ZOOM:.0%})"]
-    outside = canvas.nodes_outside_view()
-    if outside:
-        problems.append(f"at {zoom:.0%}, {len(outside)} node(s) lie outside the 1600×1000 view: " + "; ".join(outside))
-    problems += [f"at {zoom:.0%}, {overlap}" for overlap in canvas.overlapping_nodes()]
-    assert not problems, f"{name}: " + "\n".join(problems)
-    assert not _about_the_pack(canvas.record.console_errors)
+@dataclass
+class Look:
+    """What the artist sees of an open template at one moment."""
+
+    zoom: float
+    outside: list[str]
+    overlaps: list[str]
+
+    @classmethod
+    def at(cls, canvas) -> Look:
+        return cls(canvas.zoom(), canvas.nodes_outside_view(), canvas.overlapping_nodes())
+
+
+@dataclass
+class Visit:
+    """A template opened from the templates link, looked at, and (a demo) run from the browser."""
+
+    opened: Look
+    ran: Look | None = None
+    finished: dict | None = None
+    progress: list = field(default_factory=list)
+    record: PageRecord | None = None
 
 
 @pytest.fixture(scope="session")
-def runs(comfy, browser):
-    """Each demo template opened and run once in the browser (shared by the tests that look at the run)."""
-    done = {}
+def visit(comfy, browser):
+    """Each template visited once per session (a frontend start costs seconds), for the tests to look at."""
+    visits = {}
 
-    def run(name):
-        if name not in done:
+    def go(name: str) -> Visit:
+        if name not in visits:
             tab = Canvas(browser, comfy.url)
             try:
                 _open(tab, name)
-                finished = tab.run_workflow()
-                tab.screenshot(SCREENS / f"{name}-ran.png")
-                done[name] = {"finished": finished, "record": tab.record, "overlaps": tab.overlapping_nodes(),
-                              "progress": tab.progress(),
-                              "zoom": tab.zoom()}
+                tab.screenshot(SCREENS / f"{name}-opened.png")
+                seen = Visit(Look.at(tab))
+                if name in DEMOS:
+                    seen.finished = tab.run_workflow()
+                    tab.screenshot(SCREENS / f"{name}-ran.png")
+                    seen.ran, seen.progress = Look.at(tab), tab.progress()
+                seen.record = tab.record
+                visits[name] = seen
             finally:
                 tab.close()
-        return done[name]
-    return run
+        return visits[name]
+    return go
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_template_opens_readable(visit, name):
+    """Opened from the templates link at 1600×1000: zoomed where titles and widgets are drawn, all of it in
+    view, no node covering another."""
+    look = visit(name).opened
+    problems = [] if look.zoom >= READABLE_ZOOM else [
+        f"opens at {look.zoom:.0%} zoom (titles and widgets are drawn from {READABLE_ZOOM:.0%})"]
+    if look.outside:
+        problems.append(f"at {look.zoom:.0%}, {len(look.outside)} node(s) lie outside the 1600×1000 view: "
+                        + "; ".join(look.outside))
+    problems += [f"at {look.zoom:.0%}, {overlap}" for overlap in look.overlaps]
+    assert not problems, f"{name}: " + "\n".join(problems)
 
 
 @pytest.mark.parametrize("name", DEMOS)
-def test_demo_template_runs(comfy, runs, name):
+def test_demo_template_runs(comfy, visit, name):
     """Run from the browser: it succeeds, every image node gets its images (files on disk), the samplers sent
     progress and live preview frames over the websocket, and the console has no error naming the pack."""
-    ran = runs(name)
-    assert ran["finished"]["type"] == "execution_success", ran["finished"]
-    record = ran["record"]
-    executed = {str(m["data"]["node"]): m["data"]["output"] for m in record.messages if m.get("type") == "executed"}
+    seen = visit(name)
+    assert seen.finished["type"] == "execution_success", seen.finished
+    messages = seen.record.messages
+    executed = {str(m["data"]["node"]): m["data"]["output"] for m in messages if m.get("type") == "executed"}
     image_nodes = [str(n["id"]) for n in WORKFLOWS[name]["nodes"] if n["type"] in OUTPUT_NODES and n.get("mode", 0) == 0]
     assert image_nodes and all(executed.get(node, {}).get("images") for node in image_nodes), (image_nodes, executed)
     for node in image_nodes:
         for item in executed[node]["images"]:
             assert comfy.output_file(item).is_file(), item
     ours = {str(n["id"]) for n in WORKFLOWS[name]["nodes"] if n["type"].startswith("LPD")}
-    progress = [(node, value, top) for node, value, top in ran["progress"] if node in ours]
+    progress = [(node, value, top) for node, value, top in seen.progress if node in ours]
     assert all(0 <= value <= top for _, value, top in progress), progress
     assert any(0 < value < top for _, value, top in progress), f"no step of a pack node was reported: {progress}"
-    assert record.preview_frames > 0, "no live preview frame came over the websocket"
-    assert not _about_the_pack(record.console_errors), record.console_errors
+    assert seen.record.preview_frames > 0, "no live preview frame came over the websocket"
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_template_logs_no_error_of_the_pack(visit, name):
+    """Opened (and a demo run): the browser console holds no error from the pack's scripts or nodes."""
+    assert not _about_the_pack(visit(name).record.console_errors)
 
 
 @pytest.mark.parametrize("name", DEMOS)
-def test_demo_template_stays_readable_after_a_run(runs, name):
+def test_demo_template_stays_readable_after_a_run(visit, name):
     """With the results and previews shown, no node covers another."""
-    ran = runs(name)
-    overlaps = ran["overlaps"]
-    assert not overlaps, f"{name} after a run, at {ran['zoom']:.0%}:\n" + "\n".join(overlaps)
+    look = visit(name).ran
+    assert not look.overlaps, f"{name} after a run, at {look.zoom:.0%}:\n" + "\n".join(look.overlaps)
 
 
 @pytest.fixture(params=MODES)
@@ -151,7 +180,7 @@ def test_class_picker_sets_the_class_by_name(canvas, mode, template, sampler, ty
     node = canvas.nodes_of_type(sampler)[0]
     assert canvas.widget_value(node, "classes") in ("", None), "this case needs the sampler's 'classes' text empty"
     current = canvas.widget_value(node, "class_index")
-    shown = canvas.button_label(node, "lpd_class_picker")
+    shown = canvas.button_label(node, "lpd_class_picker", settled=f"{current}: ")
     assert shown.startswith(f"{current}: "), f"before the pick the button reads {shown!r}, class_index is {current}"
     canvas.click_widget(node, "lpd_class_picker")
     picker = canvas.page.locator("#lpd-class-picker")

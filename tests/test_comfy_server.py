@@ -147,3 +147,15 @@ def test_shipped_workflows_use_known_nodes_and_list_their_models(comfy):
         for model in models:
             assert "/resolve/" in model["url"] and model["url"].endswith(model["name"])
             assert model["directory"] == "lpd"
+
+
+def test_shipped_workflows_use_no_deprecated_core_nodes(comfy):
+    """A template must not show an artist nodes marked [DEPR] (e.g. "Batch Images (DEPRECATED)")."""
+    info = comfy.get("/object_info")[1]
+    deprecated = {
+        path.name: sorted({f"{node['id']} {info[node['type']]['display_name']}" for node in workflow["nodes"]
+                           if info.get(node["type"], {}).get("deprecated")})
+        for path in sorted((ROOT / "example_workflows").glob("*.json"))
+        for workflow in [json.loads(path.read_text())]
+    }
+    assert not {name: nodes for name, nodes in deprecated.items() if nodes}
