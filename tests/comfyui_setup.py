@@ -84,6 +84,14 @@ def _run(command: list[str], **kwargs) -> None:
         sys.exit(f"set-up step failed ({done.returncode}): {' '.join(command)}\n{done.stdout[-4000:]}")
 
 
+def _remove(path: Path) -> None:
+    """Removes a folder, or a link in its place (older set-ups linked trees kept elsewhere)."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------- sources
 def source_archive(version: str) -> Path:
     """The ComfyUI source archive of `version`: from $LPD_COMFYUI_SOURCES, the cache, or the release URL."""
@@ -122,7 +130,7 @@ def unpack(archive: Path, destination: Path) -> Path:
         tar.extractall(scratch, filter="data")
         (top,) = Path(scratch).iterdir()
         (top / ".lpd-source").write_text(digest)
-        shutil.rmtree(destination, ignore_errors=True)
+        _remove(destination)
         top.replace(destination)
     return destination
 
@@ -221,27 +229,33 @@ def _requirements_without_torch(comfyui: Path, venv: Path) -> Path:
     return path
 
 
+def _fingerprint(*parts: str) -> str:
+    """A short hash of requirement texts, blind to their comments and blank lines."""
+    lines = [line.split("#")[0].strip() for part in parts for line in part.splitlines()]
+    return hashlib.sha256("\n".join(line for line in lines if line).encode()).hexdigest()[:16]
+
+
 def make_venv(comfyui: Path, venv: Path) -> Path:
-    """A venv that runs this ComfyUI tree and the pack's tests; rebuilt when its recipe or requirements change."""
+    """A venv that runs this ComfyUI tree and the pack's tests. Built anew when the recipe or ComfyUI's
+    requirements change; the pack's requirements are installed into it again when theirs change."""
     python = venv / "bin" / "python"
-    wanted = hashlib.sha256("\n".join([
-        RECIPE, TORCH, PLAYWRIGHT, (comfyui / "requirements.txt").read_text(),
-        (ROOT / "requirements.txt").read_text(), (ROOT / "requirements-dev.txt").read_text(),
-    ]).encode()).hexdigest()[:16]
-    marker = venv / ".lpd-ready"
-    if python.exists() and marker.is_file() and marker.read_text() == wanted:
-        return python
-    _log(f"building the venv {venv} (a few minutes, once)")
-    shutil.rmtree(venv, ignore_errors=True)
-    _run([sys.executable, "-m", "venv", str(venv)])
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    index = os.environ.get("TORCH_INDEX")
-    _run(pip + [TORCH] + (["--index-url", index] if index else []))
-    _run(pip + ["-r", str(_requirements_without_torch(comfyui, venv)), "requests",
-                "-r", str(ROOT / "requirements.txt"), "-r", str(ROOT / "requirements-dev.txt"), PLAYWRIGHT])
-    _run(pip + ["--no-deps", "spandrel"])
-    add_stand_ins(python)
-    marker.write_text(wanted)
+    built, wanted = venv / ".lpd-built", _fingerprint(RECIPE, TORCH, PLAYWRIGHT, (comfyui / "requirements.txt").read_text())
+    if not (python.exists() and built.is_file() and built.read_text() == wanted):
+        _log(f"building the venv {venv} (a few minutes, once)")
+        _remove(venv)
+        _run([sys.executable, "-m", "venv", str(venv)])
+        index = os.environ.get("TORCH_INDEX")
+        _run(pip + [TORCH] + (["--index-url", index] if index else []))
+        _run(pip + ["-r", str(_requirements_without_torch(comfyui, venv)), "requests", PLAYWRIGHT])
+        _run(pip + ["--no-deps", "spandrel"])
+        add_stand_ins(python)
+        built.write_text(wanted)
+    ours = [ROOT / "requirements.txt", ROOT / "requirements-dev.txt"]
+    installed, wanted = venv / ".lpd-pack-requirements", _fingerprint(*(path.read_text() for path in ours))
+    if not (installed.is_file() and installed.read_text() == wanted):
+        _run(pip + [argument for path in ours for argument in ("-r", str(path))])
+        installed.write_text(wanted)
     return python
 
 
@@ -318,7 +332,7 @@ def main(selected: list[str]) -> int:
         shutil.rmtree(ROOT / "out" / "comfyui-screens" / line.name, ignore_errors=True)  # this run's screenshots only
         report = CACHE / f"pytest-{line.name}.xml"
         report.unlink(missing_ok=True)
-        done = subprocess.run([env["COMFY_PYTHON"], "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+        done = subprocess.run([env["COMFY_PYTHON"], "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider",
                                f"--junitxml={report}", *TEST_FILES], cwd=ROOT, env=env, check=False)
         skipped = _skipped(report)
         if done.returncode != 0 or skipped:

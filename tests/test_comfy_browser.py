@@ -60,7 +60,7 @@ def _open(canvas, name: str) -> None:
     canvas.open_template(name, PACK_FOLDER, len(WORKFLOWS[name]["nodes"]))
 
 
-def test_the_frontend_is_the_lines(canvas):
+def test_the_server_serves_the_lines_frontend(canvas):
     canvas.open_blank()
     assert canvas.frontend_version() == FRONTEND
 
@@ -187,7 +187,7 @@ def test_class_picker_sets_the_class_by_name(canvas, mode, template, sampler, ty
     try:
         picker.wait_for(state="visible", timeout=5000)
     except Exception:  # Playwright's TimeoutError: say what the artist would have seen instead  # noqa: BLE001
-        canvas.screenshot(SCREENS / f"picker-{template}-{mode.replace(' ', '')}-failed.png")
+        canvas.screenshot(SCREENS / f"picker-{template}-{sampler}-{mode.replace(' ', '')}-failed.png")
         errors = _about_the_pack(canvas.record.console_errors)
         raise AssertionError(f"the class picker did not open; the pack's console errors: {errors}") from None
     canvas.page.keyboard.type(typed)
@@ -196,4 +196,4 @@ def test_class_picker_sets_the_class_by_name(canvas, mode, template, sampler, ty
     assert canvas.button_label(node, "lpd_class_picker") == label
     assert picker.count() == 0
     assert not _about_the_pack(canvas.record.console_errors), canvas.record.console_errors
-    canvas.screenshot(SCREENS / f"picker-{template}-{mode.replace(' ', '')}.png")
+    canvas.screenshot(SCREENS / f"picker-{template}-{sampler}-{mode.replace(' ', '')}.png")
