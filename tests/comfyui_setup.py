@@ -289,6 +289,14 @@ def chromium() -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ run
+def pinned_frontend(comfyui: Path) -> str:
+    """The comfyui-frontend-package version a ComfyUI tree pins in its requirements."""
+    for requirement in (comfyui / "requirements.txt").read_text().splitlines():
+        if requirement.startswith("comfyui-frontend-package=="):
+            return requirement.split("==")[1].strip()
+    raise ValueError(f"{comfyui}/requirements.txt pins no comfyui-frontend-package")
+
+
 def prepare(line: Line) -> dict[str, str]:
     """Sets up `line` (cached) and returns the environment the ComfyUI tests read."""
     started = time.time()
@@ -300,9 +308,7 @@ def prepare(line: Line) -> dict[str, str]:
         env["LPD_FRONTEND_ROOT"] = str(frontend_root(line.frontend, python))
         env["LPD_FRONTEND_VERSION"] = line.frontend
     else:
-        pinned = next(r for r in (comfyui / "requirements.txt").read_text().splitlines()
-                      if r.startswith("comfyui-frontend-package=="))
-        env["LPD_FRONTEND_VERSION"] = pinned.split("==")[1].strip()
+        env["LPD_FRONTEND_VERSION"] = pinned_frontend(comfyui)
     _log(f"ComfyUI {line.name} ready in {time.time() - started:.0f} s ({comfyui})")
     return env
 

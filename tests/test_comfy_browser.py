@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 from comfyui_browser import READABLE_ZOOM, Canvas, PageRecord, launch
 from comfyui_server import PACK_FOLDER
+from comfyui_setup import pinned_frontend
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = os.environ.get("LPD_COMFYUI_LINE", "comfyui")
-FRONTEND = os.environ.get("LPD_FRONTEND_VERSION", "")
+# the frontend served: the one the line names, else the one the ComfyUI tree pins
+FRONTEND = os.environ.get("LPD_FRONTEND_VERSION") or pinned_frontend(Path(os.environ["COMFYUI_DIR"]))
 SCREENS = ROOT / "out" / "comfyui-screens" / LINE
 WORKFLOWS = {path.stem: json.loads(path.read_text()) for path in sorted((ROOT / "example_workflows").glob("*.json"))}
 # The templates that run on the bundled demo model (the others need published checkpoints of gigabytes).
@@ -31,7 +33,7 @@ DEMOS = sorted(name for name, workflow in WORKFLOWS.items()
 OUTPUT_NODES = ("SaveImage", "PreviewImage")
 # Nodes 2.0 (Vue-drawn nodes, the `Comfy.VueNodes.Enabled` setting) is tested where the frontend has it settled.
 NODES_2_FROM = (1, 58)
-MODES = ["canvas"] + (["nodes 2.0"] if tuple(int(p) for p in FRONTEND.split(".")[:2] or [0]) >= NODES_2_FROM else [])
+MODES = ["canvas"] + (["nodes 2.0"] if tuple(int(p) for p in FRONTEND.split(".")[:2]) >= NODES_2_FROM else [])
 
 
 def _about_the_pack(errors: list[str]) -> list[str]:
