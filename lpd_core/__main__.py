@@ -10,9 +10,12 @@ Commands:
   sample-many  many images (e.g. 50,000 for FID) into a folder and an .npz; resumable; torchrun
 
 A problem with the user's input (an `lpd_core.errors.LPDError`: a setting out of range, a missing
-or damaged file, an unwritable output, an unavailable device, a folder of another run) is printed
-as one line `error: …` on stderr with exit status 2; Ctrl-C prints one line and exits with 130.
-Anything else is a bug and keeps its traceback.
+or damaged file, an unwritable output, an unavailable device, more memory than there is, a folder of
+another run) is printed as one line `error: …` on stderr with exit status 2; Ctrl-C prints one line
+and exits with 130. Anything else is a bug and keeps its traceback.
+
+Each command imports the modules it needs when it runs (imports inside the functions, for start-up
+time: a command does not pay for the others').
 """
 
 from __future__ import annotations
@@ -149,13 +152,11 @@ def _fast(choice: str, device: str) -> bool:
 
 
 def run_generate(args) -> None:
-    import torch
-
     from . import generate
-    from .checkpoints import load_pair
+    from .checkpoints import load_pair, resolve_settings
     from .imaging import check_image_path, image_grid, save_image
     from .schedule import build_schedule
-    from .settings import check_count, check_proximity, check_seed, resolve_settings, seeds_for
+    from .settings import check_count, check_proximity, check_seed, seeds_for
     from .weights import resolve_device
 
     # Everything the user gave is checked before a model is loaded.
@@ -168,20 +169,24 @@ def run_generate(args) -> None:
         raise SettingError("--switch-class and --switch-step go together: give both, or neither")
     model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
                                  progress_for=_download_progress)
-    labels = _generate_labels(args, model, batch)
+    labels = _generate_labels(args, model, tokenizer, batch)
     settings = resolve_settings(model, steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
                                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 repulsion=args.repulsion)
     schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=seed,
                               proximity=proximity, repulsion=settings.repulsion)
     bar = _progress_bar("decoding", total=schedule.steps, unit="step")
+
+    def advance(step) -> None:  # a batch decoded in chunks (lpd_core.memory) has more steps
+        bar.total = step.total
+        bar.update(1)
+
     tokens = generate(model, schedule, labels, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
                       temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-                      seeds=seeds_for(seed, len(labels)), callback=lambda step: bar.update(1),
+                      seeds=seeds_for(seed, len(labels)), callback=advance,
                       fast=_fast(args.fast, device), **_class_switch(args, model, len(labels)))
     bar.close()
-    with torch.no_grad():
-        images = tokenizer.decode_images(tokens)
+    images = tokenizer.decode_images(tokens)
     save_image(image_grid(images, columns=batch if len(labels) > batch else None), args.out)
     print(f"wrote {args.out}: {len(labels)} image(s) of class(es) {', '.join(map(str, dict.fromkeys(labels)))}, "
           f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}, seed {seed}")
@@ -220,12 +225,12 @@ def run_sample_many(args) -> None:
 def run_schedule(args) -> None:
     from .imaging import check_image_path, order_map_image, save_image, to_pil
     from .schedule import build_schedule
-    from .settings import check_integer, check_proximity, check_seed
+    from .settings import check_integer, check_pixels, check_proximity, check_seed
 
     if args.grid is not None:
         grid = check_integer("--grid", args.grid, 1)
     else:
-        grid = check_integer("--resolution", args.resolution, TOKENIZER_STRIDE) // TOKENIZER_STRIDE
+        grid = check_pixels("--resolution", args.resolution, TOKENIZER_STRIDE)
     steps = check_integer("steps", args.steps, 1, grid * grid)
     seed, proximity = check_seed(args.seed), check_proximity(args.proximity)
     repulsion = None if args.repulsion is None else check_integer("repulsion", args.repulsion, 0)
@@ -307,14 +312,17 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
     wide.add_argument("--out", type=Path, required=True, help="output PNG (canvases one under the other)")
 
 
-def _generate_labels(args, model, batch: int) -> list:
-    """generate's labels: `batch` images of each --class, or of each --blend mix."""
+def _generate_labels(args, model, tokenizer, batch: int) -> list:
+    """generate's labels: `batch` images of each --class, or of each --blend mix, once their images
+    are known to fit in memory (NotEnoughMemoryError before any list of them is made)."""
     from .blend import label_or_mix, parse_class_mix
-    from .checkpoints import resolve_classes
+    from .classes import resolve_classes
     if args.blends:
         wanted = [label_or_mix(parse_class_mix(text, model)) for text in args.blends]
     else:
         wanted = [c for text in args.classes for c in resolve_classes(text, model)]
+    side = model.config.grid_size * tokenizer.stride
+    tokenizer.images_at_once(len(wanted) * batch, side, side)
     return [label for label in wanted for _ in range(batch)]
 
 
@@ -329,15 +337,14 @@ def _class_switch(args, model, batch: int) -> dict:
 
 def _load_for(args):
     """Device, model, tokenizer and resolved settings of a vary/wide run."""
-    from .checkpoints import load_pair
-    from .settings import resolve_settings
+    from .checkpoints import load_pair, resolve_settings
     from .weights import resolve_device
     device = resolve_device(args.device)
     model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
                                  progress_for=_download_progress)
     settings = resolve_settings(model, steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
                                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                repulsion=args.repulsion)
+                                repulsion=args.repulsion, steps_up_to_tokens=True)
     return device, model, tokenizer, settings
 
 
@@ -366,7 +373,7 @@ def run_vary(args) -> None:
     try:
         with Image.open(args.image) as picture:
             image = torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255)[None]
-    except OSError as error:  # missing, unreadable or not an image
+    except (OSError, ValueError, Image.DecompressionBombError) as error:  # missing, unreadable, not an image, huge
         raise SettingError(f"cannot read --image {args.image}: {error}; give the path of a PNG or JPEG picture") \
             from None
     device, model, tokenizer, settings = _load_for(args)
@@ -382,9 +389,9 @@ def run_vary(args) -> None:
 
 def run_wide(args) -> None:
     from .blend import label_or_mix, parse_class_mix
-    from .canvas import canvas_tokens, wide_canvas
+    from .canvas import wide_canvas
     from .imaging import check_image_path, image_grid, save_image
-    from .settings import check_count, check_seed
+    from .settings import check_count, check_pixels, check_seed
 
     check_seed(args.seed)
     check_count("--batch", args.batch)
@@ -392,7 +399,7 @@ def run_wide(args) -> None:
     device, model, tokenizer, settings = _load_for(args)
     stride, side = tokenizer.stride, model.config.grid_size * tokenizer.stride
     height = side if args.height is None else args.height
-    columns, rows = canvas_tokens(args.width, height, stride, names=("--width", "--height"))
+    columns, rows = check_pixels("--width", args.width, stride), check_pixels("--height", height, stride)
     label = label_or_mix(parse_class_mix(args.mix, model))
     result = wide_canvas(model, tokenizer, [label] * args.batch, width=columns, height=rows,
                          overlap=args.overlap, **_sampling(args, settings, device))

@@ -10,9 +10,8 @@ Every class field here takes one class or a mix: "circle", "207", "tiger:0.7, go
 from __future__ import annotations
 
 from . import runtime
-from .sampling import MODEL_DEFAULT, order_choices, resolve_widget_settings, sampling_inputs, settings_record
+from .sampling import MODEL_DEFAULT, SamplerRun, order_choices, sampling_inputs
 from .schema import CATEGORY, DEFAULT, Model, Schedule, Tokenizer, Tokens, io
-from .tokens import TokenGrid
 
 MIX_TOOLTIP = ("One class or a mix of classes, by index or name: 'star', '207', or 'tiger:0.7, golden retriever:0.3' "
                "(the weights are relative: '3:1, 5:1' is half and half). A mix conditions on the weighted mean of the "
@@ -27,18 +26,6 @@ def _mix(text: str, module):
     """A class index, or a ClassMix when the text mixes several classes."""
     from lpd_core.blend import label_or_mix, parse_class_mix
     return label_or_mix(parse_class_mix(text, module))
-
-
-def _progress(total: int, tokenizer, grid: tuple[int, int]):
-    """A per-step callback with progress, live preview of the grid being decoded and Cancel."""
-    from lpd_core.preview import LivePreview
-    preview = LivePreview(tokenizer, grid)  # the palette is fitted once per tokenizer
-    bar = runtime.progress_bar(total)
-
-    def on_step(value: int, step):
-        runtime.throw_if_interrupted()
-        bar.update_absolute(value, total, preview.frame(step.tokens, step.known))
-    return on_step
 
 
 class LPDClassBlend(io.ComfyNode):
@@ -74,37 +61,20 @@ class LPDClassBlend(io.ComfyNode):
     def execute(cls, model, schedule, classes, batch_size, seed, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT,
                 temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, switch_classes="", switch_step=1, tokenizer=None):
         from lpd_core import generate
-        from lpd_core.settings import seeds_for
-        from lpd_core.weights import check_pair
 
-        module = model.module
-        if tokenizer is not None:
-            check_pair(module, tokenizer.module)
-        labels = [_mix(classes, module)] * batch_size
+        labels = [_mix(classes, model.module)] * batch_size
         switch = {}
         if switch_classes and switch_classes.strip():
-            switch = dict(switch_labels=[_mix(switch_classes, module)] * batch_size, switch_step=int(switch_step))
-        settings = resolve_widget_settings(module, steps=schedule.steps, cfg=cfg, cfg_schedule=cfg_schedule,
-                                           temperature=temperature, top_k=top_k, top_p=top_p)
-        seeds = seeds_for(seed, batch_size)
-        progress = None if tokenizer is None else _progress(schedule.steps, tokenizer.ready(),
-                                                            (schedule.grid_h, schedule.grid_w))
-
-        def on_step(step):
-            if progress is None:
-                runtime.throw_if_interrupted()
-            else:
-                progress(step.step + 1, step)
-
-        lpd = model.ready(runtime.decoder_memory(model, batch_size, schedule.group_sizes, settings.cfg))
-        with runtime.fast_decoding(lpd) as fast:
-            tokens = generate(lpd, schedule, labels, seeds=seeds, callback=on_step, fast=fast,
-                              **settings_record(settings), **switch)
-        grid = TokenGrid(tokens.to("cpu"), (schedule.grid_h, schedule.grid_w), module.config.vocab_size,
-                         labels=labels, seeds=seeds, settings={**settings_record(settings), "classes": classes,
-                                                               "switch_classes": switch_classes if switch else "",
-                                                               "switch_step": switch.get("switch_step")})
-        return io.NodeOutput(grid)
+            switch = dict(switch_labels=[_mix(switch_classes, model.module)] * batch_size, switch_step=switch_step)
+        sampler = SamplerRun(model, tokenizer, count=batch_size, seed=seed, steps=schedule.steps, cfg=cfg,
+                             cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p)
+        grid = (schedule.grid_h, schedule.grid_w)
+        tokens = sampler.run(lambda lpd, vq, on_step, fast: generate(
+            lpd, schedule, labels, seeds=sampler.seeds, callback=on_step, fast=fast, **sampler.sampling, **switch),
+            group_sizes=schedule.group_sizes, preview_grid=grid)
+        return io.NodeOutput(sampler.token_grid(tokens, grid, labels, classes=classes,
+                                                switch_classes=switch_classes if switch else "",
+                                                switch_step=switch.get("switch_step")))
 
 
 class LPDVariation(io.ComfyNode):
@@ -144,31 +114,20 @@ class LPDVariation(io.ComfyNode):
     @classmethod
     def execute(cls, model, tokenizer, image, classes, strength, variations, steps=0, order="locality", seed=0,
                 cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT):
-        from lpd_core.checkpoints import generation_defaults
-        from lpd_core.settings import seeds_for
         from lpd_core.variation import vary
-        from lpd_core.weights import check_pair
 
-        module, vq_module = model.module, tokenizer.module
-        check_pair(module, vq_module)
-        label = _mix(classes, module)
-        grid = module.config.grid_size
-        steps = min(steps or generation_defaults(module).steps, grid * grid)
-        settings = resolve_widget_settings(module, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule,
-                                           temperature=temperature, top_k=top_k, top_p=top_p)
+        label = _mix(classes, model.module)
         images = image[..., :3].float().cpu().repeat_interleave(variations, dim=0)
-        count = images.shape[0]
-        size = grid * vq_module.stride
-        vq = tokenizer.ready(memory_required=runtime.vq_memory_per_image(vq_module, size, size) * count)
-        progress = _progress(steps, vq, (grid, grid))
-        lpd = model.ready(runtime.decoder_memory(model, count, [grid * grid], settings.cfg))
-        with runtime.fast_decoding(lpd) as fast:
-            result = vary(lpd, vq, images, label, float(strength), steps=steps, order=order, seed=seed,
-                          repulsion=settings.repulsion, callback=lambda step: progress(step.step + 1, step),
-                          fast=fast, **settings_record(settings))
-        tokens = TokenGrid(result.tokens, (grid, grid), vq_module.vocab_size, labels=[label] * count,
-                           seeds=seeds_for(seed, count), settings={**settings_record(settings), "steps": steps,
-                                                                    "order": order, "strength": float(strength)})
+        count, grid = images.shape[0], model.module.config.grid_size
+        sampler = SamplerRun(model, tokenizer, count=count, seed=seed, steps=steps, steps_up_to_tokens=True, cfg=cfg,
+                             cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p)
+        settings, side = sampler.settings, grid * tokenizer.module.stride
+        result = sampler.run(lambda lpd, vq, on_step, fast: vary(
+            lpd, vq, images, label, strength, steps=settings.steps, order=order, seed=seed,
+            repulsion=settings.repulsion, callback=on_step, fast=fast, **sampler.sampling),
+            group_sizes=[grid * grid], preview_grid=(grid, grid), decoded=(side, side))
+        tokens = sampler.token_grid(result.tokens, (grid, grid), [label] * count, steps=settings.steps, order=order,
+                                    strength=float(strength))
         return io.NodeOutput(result.images.float().to(runtime.intermediate_device()), tokens)
 
 
@@ -209,35 +168,25 @@ class LPDWideCanvas(io.ComfyNode):
     def execute(cls, model, tokenizer, classes, width=768, height=0, overlap=0, batch_size=1, steps=0,
                 order="locality", seed=0, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT,
                 top_p=DEFAULT):
-        from lpd_core.canvas import canvas_tokens, check_canvas, tile_starts, wide_canvas
-        from lpd_core.checkpoints import generation_defaults
-        from lpd_core.settings import seeds_for
-        from lpd_core.weights import check_pair
+        from lpd_core.canvas import plan_canvas, wide_canvas
+        from lpd_core.settings import check_pixels
 
-        module, vq_module = model.module, tokenizer.module
-        check_pair(module, vq_module)
-        label = _mix(classes, module)
-        grid, stride = module.config.grid_size, vq_module.stride
-        columns, rows = canvas_tokens(width or grid * stride, height or grid * stride, stride)
-        overlap = overlap or grid // 2
-        check_canvas(grid, columns, rows, overlap)
-        tiles = len(tile_starts(columns, grid, overlap)) * len(tile_starts(rows, grid, overlap))
-        steps = min(steps or generation_defaults(module).steps, grid * grid)
-        settings = resolve_widget_settings(module, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule,
-                                           temperature=temperature, top_k=top_k, top_p=top_p)
-        vq = tokenizer.ready(memory_required=runtime.vq_memory_per_image(vq_module, rows * stride, columns * stride)
-                             * batch_size)
-        progress = _progress(tiles * steps, vq, (grid, grid))
-        lpd = model.ready(runtime.decoder_memory(model, batch_size, [grid * grid], settings.cfg))
-        with runtime.fast_decoding(lpd) as fast:
-            result = wide_canvas(lpd, vq, [label] * batch_size, width=columns, height=rows, overlap=overlap,
-                                 steps=steps, order=order, seed=seed, repulsion=settings.repulsion,
-                                 callback=lambda tile, step: progress(tile * steps + step.step + 1, step), fast=fast,
-                                 **settings_record(settings))
-        tokens = TokenGrid(result.tokens, result.grid, vq_module.vocab_size, labels=[label] * batch_size,
-                           seeds=seeds_for(seed, batch_size),
-                           settings={**settings_record(settings), "steps": steps, "order": order, "overlap": overlap,
-                                     "tiles": len(result.tiles)})
+        label = _mix(classes, model.module)
+        grid, stride = model.module.config.grid_size, tokenizer.module.stride
+        columns = check_pixels("width", width or grid * stride, stride)  # 0: the model's resolution
+        rows = check_pixels("height", height or grid * stride, stride)
+        overlap, tiles = plan_canvas(grid, columns, rows, overlap or None, stride)  # 0: the default overlap
+        sampler = SamplerRun(model, tokenizer, count=batch_size, seed=seed, steps=steps, steps_up_to_tokens=True,
+                             cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p)
+        settings = sampler.settings
+        result = sampler.run(lambda lpd, vq, on_step, fast: wide_canvas(
+            lpd, vq, [label] * batch_size, width=columns, height=rows, overlap=overlap, steps=settings.steps,
+            order=order, seed=seed, repulsion=settings.repulsion, fast=fast, **sampler.sampling,
+            callback=lambda tile, step: on_step(step, tile)),
+            group_sizes=[grid * grid], preview_grid=(grid, grid), decoded=(rows * stride, columns * stride),
+            tiles=len(tiles))
+        tokens = sampler.token_grid(result.tokens, result.grid, [label] * batch_size, steps=settings.steps,
+                                    order=order, overlap=overlap, tiles=len(result.tiles))
         return io.NodeOutput(result.images.float().to(runtime.intermediate_device()), tokens)
 
 

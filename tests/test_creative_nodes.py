@@ -43,7 +43,7 @@ def test_class_blend_end_point_is_the_sampler_and_a_mix_is_not(model, vq, schedu
     assert torch.equal(end.tokens, plain.tokens)
     mixed = creative.LPDClassBlend.execute(model, schedule, "circle:0.5, star:0.5", 2, 5)[0]
     assert mixed.tokens.shape == (2, 64) and not torch.equal(mixed.tokens, plain.tokens)
-    with pytest.raises(SettingError, match="finite numbers ≥ 0"):
+    with pytest.raises(SettingError, match="a class weight must be a finite number at least 0, got -1"):
         creative.LPDClassBlend.execute(model, schedule, "circle:-1, star:1", 1, 5)
 
 
