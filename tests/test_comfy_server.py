@@ -1,120 +1,21 @@
-"""The pack inside a real ComfyUI server (runs when COMFYUI_DIR points to a ComfyUI source tree).
+"""The pack inside a real ComfyUI server (the ComfyUI run: tests/comfyui_setup.py).
 
-Starts `main.py --cpu` on 127.0.0.1 with a private base directory whose custom_nodes/ links to this
-repository and whose models/lpd/ holds the fixture checkpoints, then checks /object_info, the class
-route, a full workflow through /prompt (image saved to disk) and the error for a bad class.
-
-The server's Python: $COMFY_PYTHON, else $COMFY_VENV/bin/python, else this interpreter (which then
-needs ComfyUI's requirements).
+Against the session's server (tests/comfyui_server.py: the fixture checkpoints in models/lpd/): the import
+log, /object_info, the class route, full workflows through /prompt (images saved to disk) and the errors a
+user sees for a bad class, a missing model and an out-of-range setting.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures" / "lpd_reference"
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PACK_FOLDER = "ComfyUI-LPD"
 NODES = {"LPDModelLoader", "LPDTokenizerLoader", "LPDSchedule", "LPDSampler", "LPDDecode", "LPDEncode",
          "LPDImageGrid", "LPDEditSampler", "LPDPadForOutpaint"}  # the V1 nodes (their interface is kept)
 CREATIVE_NODES = {"LPDClassBlend", "LPDVariation", "LPDWideCanvas"}  # added after the V3 conversion
-
-pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI source tree")
-
-
-def _python() -> str:
-    if os.environ.get("COMFY_PYTHON"):
-        return os.environ["COMFY_PYTHON"]
-    if os.environ.get("COMFY_VENV"):
-        return str(Path(os.environ["COMFY_VENV"]) / "bin" / "python")
-    return sys.executable
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _request(url, data=None, timeout=30):
-    body = json.dumps(data).encode() if data is not None else None
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"} if body else {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from lpd_core.weights import convert
-    base = tmp_path_factory.mktemp("comfy_base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / PACK_FOLDER).symlink_to(ROOT, target_is_directory=True)
-    models = base / "models" / "lpd"
-    models.mkdir(parents=True)
-    convert(FIXTURES / "lpd.pth", models / "lpd_fixture.safetensors", num_heads=4)
-    convert(FIXTURES / "vq.pt", models / "vq_fixture.safetensors")
-    (base / "user" / "default").mkdir(parents=True)
-    port = _free_port()
-    log_path = base / "server.log"
-    command = [_python(), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-               "--base-directory", str(base), "--database-url", f"sqlite:///{base / 'comfyui.db'}"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 240
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"ComfyUI exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
-            try:
-                if _request(url + "/object_info/LPDSampler", timeout=10)[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError, socket.timeout):
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"ComfyUI did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield {"url": url, "base": base, "log": log_path}
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
-def _run(server, prompt, timeout=300):
-    status, answer = _request(server["url"] + "/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
-    if status != 200:
-        return status, answer
-    prompt_id = answer["prompt_id"]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        history = _request(f"{server['url']}/history/{prompt_id}")[1]
-        entry = history.get(prompt_id)
-        if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
-            return 200, entry
-        time.sleep(0.3)
-    pytest.fail(f"prompt {prompt_id} did not finish in {timeout} s")
 
 
 def _workflow(class_index=3, batch=2, prefix="lpd_server_test"):
@@ -138,17 +39,17 @@ def _options(spec) -> list:
     return spec[0] if isinstance(spec[0], list) else spec[1]["options"]
 
 
-def test_pack_imports(server):
+def test_pack_imports(comfy):
     # No time limit here (timings belong to benchmarks; on a busy CI machine this line read 0.6 s):
     # what keeps the import cheap, no torch or lpd_core at import, is tested in test_nodes.py.
-    log = re.sub(r"\x1b\[[0-9;]*m", "", server["log"].read_text())  # 0.33 colours its log lines
+    log = comfy.log()
     line = next(line for line in log.splitlines() if line.rstrip().endswith(f"custom_nodes/{PACK_FOLDER}"))
     assert "IMPORT FAILED" not in line and re.search(r"[0-9.]+ seconds", line), line
     assert "Error while calling comfy_entrypoint" not in log and "Traceback" not in log
 
 
-def test_object_info(server):
-    info = _request(server["url"] + "/object_info")[1]
+def test_object_info(comfy):
+    info = comfy.get("/object_info")[1]
     ours = {name for name, node in info.items() if node["python_module"] == f"custom_nodes.{PACK_FOLDER}"}
     assert ours == NODES | CREATIVE_NODES
     # the V3 nodes look to the frontend exactly like the V1 ones did (names, order, types, outputs)
@@ -169,28 +70,28 @@ def test_object_info(server):
         assert info[name]["category"] == "LPD"
 
 
-def test_class_route(server):
-    status, fixture = _request(server["url"] + "/lpd/classes?model=lpd_fixture.safetensors")
+def test_class_route(comfy):
+    status, fixture = comfy.get("/lpd/classes?model=lpd_fixture.safetensors")
     assert status == 200 and fixture["num_classes"] == 10 and fixture["names"] is None
-    status, imagenet = _request(server["url"] + "/api/lpd/classes?model=lpd_xl_512%20(download)")
+    status, imagenet = comfy.get("/api/lpd/classes?model=lpd_xl_512%20(download)")
     assert status == 200 and imagenet["names"][207] == "golden retriever"
 
 
-def test_workflow_saves_images(server):
+def test_workflow_saves_images(comfy):
     from PIL import Image
-    status, entry = _run(server, _workflow())
+    status, entry = comfy.run(_workflow())
     assert status == 200, entry
     assert entry["status"]["status_str"] == "success", entry["status"]
     images = entry["outputs"]["6"]["images"]
     assert len(images) == 2
     for item in images:
-        path = server["base"] / "output" / item["subfolder"] / item["filename"]
+        path = comfy.output_file(item)
         with Image.open(path) as image:
             assert image.size == (128, 128) and image.mode == "RGB"
 
 
-def test_bad_class_reports_the_range(server):
-    status, entry = _run(server, _workflow(class_index=50, batch=1, prefix="lpd_bad"))
+def test_bad_class_reports_the_range(comfy):
+    status, entry = comfy.run(_workflow(class_index=50, batch=1, prefix="lpd_bad"))
     assert status == 200 and entry["status"]["status_str"] == "error"
     errors = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
     assert errors and errors[0]["node_type"] == "LPDSampler"
@@ -198,42 +99,42 @@ def test_bad_class_reports_the_range(server):
         "use an index from 0 to 9" in errors[0]["exception_message"]
 
 
-def test_missing_model_is_rejected_before_running(server):
+def test_missing_model_is_rejected_before_running(comfy):
     prompt = _workflow()
     prompt["1"]["inputs"]["model_name"] = "no_such_model.safetensors"
-    status, answer = _run(server, prompt)
+    status, answer = comfy.run(prompt)
     assert status == 400
     details = json.dumps(answer["node_errors"])
     assert "no checkpoint named" in details and "models/lpd" in details
 
 
-def test_v1_era_workflow_runs(server):
+def test_v1_era_workflow_runs(comfy):
     """An API workflow saved with the V1 nodes (tests/fixtures/comfy_v1_workflow_api.json: every node,
     every input as the V1 schema named it) still runs."""
     from PIL import Image
     prompt = json.loads((ROOT / "tests" / "fixtures" / "comfy_v1_workflow_api.json").read_text())
-    status, entry = _run(server, prompt)
+    status, entry = comfy.run(prompt)
     assert status == 200, entry
     assert entry["status"]["status_str"] == "success", entry["status"]
     (saved,) = entry["outputs"]["11"]["images"]
-    with Image.open(server["base"] / "output" / saved["subfolder"] / saved["filename"]) as image:
+    with Image.open(comfy.output_file(saved)) as image:
         assert image.size[0] > 128  # a grid of the two edited 128 px images
 
 
-def test_out_of_range_setting_is_the_nodes_error(server):
+def test_out_of_range_setting_is_the_nodes_error(comfy):
     prompt = _workflow(batch=1, prefix="lpd_bad_cfg")
     prompt["4"]["inputs"]["cfg"] = -0.5
-    status, entry = _run(server, prompt)
+    status, entry = comfy.run(prompt)
     assert status == 200 and entry["status"]["status_str"] == "error"
     errors = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
     assert errors[0]["node_type"] == "LPDSampler" and errors[0]["exception_type"].endswith("SettingError")
     assert "cfg must be a finite number at least 0 and at most 1000, got -0.5" in errors[0]["exception_message"]
 
 
-def test_shipped_workflows_use_known_nodes_and_list_their_models(server):
+def test_shipped_workflows_use_known_nodes_and_list_their_models(comfy):
     """Every example workflow names only nodes this server knows, and lists the published files it
     needs (name, /resolve/ URL, folder) for the frontend's missing-models dialog."""
-    info = _request(server["url"] + "/object_info")[1]
+    info = comfy.get("/object_info")[1]
     frontend_only = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
     for path in sorted((ROOT / "example_workflows").glob("*.json")):
         workflow = json.loads(path.read_text())
@@ -247,3 +148,15 @@ def test_shipped_workflows_use_known_nodes_and_list_their_models(server):
         for model in models:
             assert "/resolve/" in model["url"] and model["url"].endswith(model["name"])
             assert model["directory"] == "lpd"
+
+
+def test_shipped_workflows_use_no_deprecated_core_nodes(comfy):
+    """A template must not show an artist nodes marked [DEPR] (e.g. "Batch Images (DEPRECATED)")."""
+    info = comfy.get("/object_info")[1]
+    deprecated = {
+        path.name: sorted({f"{node['id']} {info[node['type']]['display_name']}" for node in workflow["nodes"]
+                           if info.get(node["type"], {}).get("deprecated")})
+        for path in sorted((ROOT / "example_workflows").glob("*.json"))
+        for workflow in [json.loads(path.read_text())]
+    }
+    assert not {name: nodes for name, nodes in deprecated.items() if nodes}

@@ -9,7 +9,12 @@ import { api } from "../../scripts/api.js";
 const SAMPLERS = ["LPDSampler", "LPDEditSampler"];
 const LOADER = "LPDModelLoader";
 const MAX_SHOWN = 80;
-const classCache = new Map(); // model value -> {names, aliases, num_classes} | "loading" | "failed"
+const classCache = new Map(); // model value -> {names, aliases, num_classes} | "failed"
+const classRequests = new Map(); // model value -> Promise of its class names, while or after they load
+// Where the artist last pressed: Nodes 2.0 calls a button's callback without the click event, and the
+// picker opens next to the button all the same.
+const pointer = { x: 200, y: 200 };
+window.addEventListener("pointerdown", (event) => Object.assign(pointer, { x: event.clientX, y: event.clientY }), true);
 
 function widget(node, name) {
   return node.widgets?.find((w) => w.name === name);
@@ -29,18 +34,25 @@ function upstreamModelValue(node) {
   return widget(source, "model_name")?.value ?? null;
 }
 
+// The class names for a model value, fetched once; every label is brought up to date when they arrive.
+function loadClasses(key) {
+  if (!classRequests.has(key)) {
+    classRequests.set(key, api
+      .fetchApi(`/lpd/classes?model=${encodeURIComponent(key)}`)
+      .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
+      .then((data) => classCache.set(key, data))
+      .catch(() => classCache.set(key, "failed"))
+      .finally(refreshAllLabels));
+  }
+  return classRequests.get(key);
+}
+
+// The names for this sampler's model when they are loaded, else null (and they start loading).
 function classesFor(node) {
   const key = upstreamModelValue(node) ?? "";
   const cached = classCache.get(key);
-  if (cached !== undefined) return typeof cached === "object" ? cached : null;
-  classCache.set(key, "loading");
-  api
-    .fetchApi(`/lpd/classes?model=${encodeURIComponent(key)}`)
-    .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
-    .then((data) => classCache.set(key, data))
-    .catch(() => classCache.set(key, "failed"))
-    .finally(() => app.graph?.setDirtyCanvas(true, false));
-  return null;
+  if (cached === undefined) loadClasses(key);
+  return typeof cached === "object" ? cached : null;
 }
 
 function labelFor(node) {
@@ -61,24 +73,58 @@ function labelFor(node) {
   return name ? `${index}: ${name}` : `class ${index}  (pick…)`;
 }
 
+// The button's label is a plain value written here whenever what it names may have changed (a widget edit, a
+// workflow load, a new link, the names arriving). Nodes 2.0 shows the frontend's stored copy of the label,
+// which only such a write updates; a computed property would be read once and go stale there.
+function refreshLabel(node) {
+  const button = widget(node, "lpd_class_picker");
+  if (!button) return;
+  const text = labelFor(node);
+  if (button.label !== text) button.label = text;
+  node.setDirtyCanvas?.(true, false);
+}
+
+function refreshAllLabels() {
+  for (const node of app.graph?.nodes ?? []) {
+    if (SAMPLERS.includes(node.comfyClass ?? node.type)) refreshLabel(node);
+  }
+}
+
+// Calls `after` once `object[method]` has run, keeping what it did and returned.
+function chain(object, method, after) {
+  const original = object[method];
+  object[method] = function () {
+    const result = original?.apply(this, arguments);
+    after.call(this);
+    return result;
+  };
+}
+
 function closePicker() {
   document.getElementById("lpd-class-picker")?.remove();
 }
 
-function openPicker(node, event) {
-  closePicker();
-  const classes = classesFor(node) ?? { names: null, aliases: null, num_classes: 1000 };
-  const count = classes.names?.length ?? classes.num_classes ?? 1000;
-  const entries = Array.from({ length: count }, (_, i) => {
-    const name = classes.names?.[i] ?? "";
-    const aliases = classes.aliases?.[i] ?? [];
+function entriesFor(classes) {
+  const known = classes ?? { names: null, aliases: null, num_classes: 1000 };
+  const count = known.names?.length ?? known.num_classes ?? 1000;
+  return Array.from({ length: count }, (_, i) => {
+    const name = known.names?.[i] ?? "";
+    const aliases = known.aliases?.[i] ?? [];
     return { index: i, label: name ? `${i}: ${name}` : `${i}`, text: [String(i), name, ...aliases].join(" | ").toLowerCase() };
   });
+}
+
+function openPicker(node, event) {
+  closePicker();
+  // The rule the sampler states: `classes`, when not empty, replaces class_index. So while it is set a
+  // pick goes into it (never silently into the unused class_index).
+  const listInUse = () => String(widget(node, "classes")?.value ?? "").trim() !== "";
+  let entries = entriesFor(classesFor(node));
 
   const box = document.createElement("div");
   box.id = "lpd-class-picker";
-  const x = Math.min((event?.clientX ?? 200) + 8, window.innerWidth - 340);
-  const y = Math.min((event?.clientY ?? 200) + 8, window.innerHeight - 420);
+  const x = Math.min((event?.clientX ?? pointer.x) + 8, window.innerWidth - 340);
+  const y = Math.min((event?.clientY ?? pointer.y) + 8, window.innerHeight - 420);
   Object.assign(box.style, {
     position: "fixed", left: `${Math.max(0, x)}px`, top: `${Math.max(0, y)}px`, zIndex: 10000,
     width: "320px", background: "#222", color: "#ddd", border: "1px solid #555", borderRadius: "6px",
@@ -96,9 +142,6 @@ function openPicker(node, event) {
     : "Enter/click: set class · Shift+click: add to 'classes' · Esc: close";
   Object.assign(hint.style, { fontSize: "11px", opacity: 0.7, marginTop: "4px" });
 
-  // The rule the sampler states: `classes`, when not empty, replaces class_index. So while it is set a
-  // pick goes into it (never silently into the unused class_index).
-  const listInUse = () => String(widget(node, "classes")?.value ?? "").trim() !== "";
   const choose = (index, append) => {
     if (append || listInUse()) {
       const many = widget(node, "classes");
@@ -148,6 +191,14 @@ function openPicker(node, event) {
   document.body.append(box);
   render();
   input.focus();
+  if (!classesFor(node)) {
+    // opened before the names arrived: search them as soon as they do
+    loadClasses(upstreamModelValue(node) ?? "").then(() => {
+      if (!box.isConnected) return;
+      entries = entriesFor(classesFor(node));
+      render();
+    });
+  }
   const outside = (ev) => {
     if (!box.contains(ev.target)) {
       closePicker();
@@ -164,24 +215,39 @@ function addPicker(node) {
   );
   button.serialize = false; // not part of widgets_values: the workflow stores class_index only
   if (button.options) button.options.serialize = false;
-  // The label is computed when drawn, so it follows edits, workflow loads and model changes.
-  Object.defineProperty(button, "label", { get: () => labelFor(node), set: () => {}, configurable: true });
+  for (const name of ["class_index", "classes"]) {
+    const edited = widget(node, name);
+    if (edited) chain(edited, "callback", () => refreshLabel(node));
+  }
+  refreshLabel(node);
 }
 
 app.registerExtension({
   name: "lpd.classPicker",
   async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData?.name === LOADER) {
+      // another model: other class names on the samplers it feeds
+      chain(nodeType.prototype, "onNodeCreated", function () {
+        const model = widget(this, "model_name");
+        if (model) chain(model, "callback", refreshAllLabels);
+      });
+      return;
+    }
     if (!SAMPLERS.includes(nodeData?.name)) return;
-    const onNodeCreated = nodeType.prototype.onNodeCreated;
-    nodeType.prototype.onNodeCreated = function () {
-      const result = onNodeCreated?.apply(this, arguments);
+    chain(nodeType.prototype, "onNodeCreated", function () {
       try {
         addPicker(this);
       } catch (error) {
         console.warn("[LPD] class picker not added:", error);
       }
-      return result;
-    };
+    });
+    // widget values set by a workflow load, and a model linked or unlinked
+    chain(nodeType.prototype, "onConfigure", function () {
+      refreshLabel(this);
+    });
+    chain(nodeType.prototype, "onConnectionsChange", function () {
+      refreshLabel(this);
+    });
   },
   setup() {
     console.log("[LPD] class picker loaded");
