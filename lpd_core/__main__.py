@@ -4,6 +4,7 @@ Commands:
   generate     images of one or more classes (or class blends, or a class switch) into one image file
   vary         variations of an image: keep a spread-out share of its tokens, regenerate the rest
   wide         a picture wider (or taller) than the model's square, from overlapping outpainted tiles
+  morph        an animation (WEBP or GIF) that turns one class into another, frame by frame
   download     a published checkpoint into the models folder, verified
   convert      a .pth/.pt checkpoint to .safetensors with its config
   schedule     print a schedule's group sizes; save its order map
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from .errors import LPDError, SettingError
 from .hub import TOKENIZER_STRIDE
-from .settings import CFG_SCHEDULES
+from .settings import CFG_SCHEDULES, EASINGS
 
 EXAMPLES = """examples:
   python -m lpd_core generate --class 3 --out demo.png
@@ -155,7 +156,7 @@ def run_generate(args) -> None:
     from .checkpoints import load_pair
     from .imaging import check_image_path, image_grid, save_image
     from .schedule import build_schedule
-    from .settings import check_count, check_proximity, check_seed, resolve_settings, seeds_for
+    from .settings import check_count, check_negative, check_proximity, check_seed, resolve_settings, seeds_for
     from .weights import resolve_device
 
     # Everything the user gave is checked before a model is loaded.
@@ -174,17 +175,20 @@ def run_generate(args) -> None:
                                 repulsion=args.repulsion)
     schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=seed,
                               proximity=proximity, repulsion=settings.repulsion)
+    negative = _negative(args, model)
+    check_negative(negative, settings.cfg)
     bar = _progress_bar("decoding", total=schedule.steps, unit="step")
     tokens = generate(model, schedule, labels, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
                       temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
                       seeds=seeds_for(seed, len(labels)), callback=lambda step: bar.update(1),
-                      fast=_fast(args.fast, device), **_class_switch(args, model, len(labels)))
+                      negative=negative, fast=_fast(args.fast, device),
+                      **_class_switch(args, model, len(labels)))
     bar.close()
     with torch.no_grad():
         images = tokenizer.decode_images(tokens)
     save_image(image_grid(images, columns=batch if len(labels) > batch else None), args.out)
     print(f"wrote {args.out}: {len(labels)} image(s) of class(es) {', '.join(map(str, dict.fromkeys(labels)))}, "
-          f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}, seed {seed}")
+          f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}{_negative_words(args, model)}, seed {seed}")
     if args.model is None:
         print("(the bundled demo model; published ImageNet models: python -m lpd_core download lpd_l_256, "
               "then --model lpd_l_256)")
@@ -240,13 +244,17 @@ def run_schedule(args) -> None:
         print(f"wrote {args.out}")
 
 
-# -- class blends, variations, wide canvases (lpd_core.blend / .variation / .canvas) ------------------
+# -- class blends, negative classes, variations, wide canvases, class morphs ---------------------------------
 CREATIVE_EXAMPLES = """examples:
   python -m lpd_core generate --blend "circle:0.7, star:0.3" --out blend.png
   python -m lpd_core generate --class circle --switch-class star --switch-step 3 --out switch.png
   python -m lpd_core vary --image in.png --class star --strength 0.5 --count 4 --out variations.png
   python -m lpd_core wide --class ring --width 96 --out wide.png
   python -m lpd_core wide --model lpd_l_256 --class "golden retriever" --width 768 --out wide.png
+  python -m lpd_core generate --class ring --negative circle --out ring.png
+  python -m lpd_core wide --class circle --to-class star --width 128 --out travel.png
+  python -m lpd_core wide --class "circle; ring; star" --width 96 --overlap 4 --out tiles.png
+  python -m lpd_core morph --class circle --to-class star --frames 16 --out morph.webp
 """
 
 
@@ -268,6 +276,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
                      help="change the class part-way: from --switch-step on every image is conditioned on this "
                           "class (or mix), e.g. layout from --class, details from this one")
     gen.add_argument("--switch-step", type=int, help="the decode step (0-based) at which --switch-class takes over")
+    _add_negative_argument(gen)
 
     mix_help = "class index or name, or a mix 'circle:0.7, star:0.3' (weights are relative)"
     vary = commands.add_parser(
@@ -284,6 +293,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
     vary.add_argument("--count", type=int, default=1, help="variations to make (variation i uses seed + i)")
     _add_model_arguments(vary)
     _add_sampling_arguments(vary)
+    _add_negative_argument(vary)
     vary.add_argument("--out", type=Path, required=True, help="output PNG (a grid when several)")
 
     wide = commands.add_parser(
@@ -294,7 +304,12 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
                     "(what the picture should measure); they must be multiples of the tokenizer's stride "
                     "(16 px for the published models, 4 for the demo).",
         epilog=CREATIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    wide.add_argument("--class", dest="mix", required=True, help=mix_help)
+    wide.add_argument("--class", dest="mix", required=True,
+                      help=mix_help + "; or one per tile, separated by ';' ('circle; ring; star': spread evenly over "
+                                      "the tiles, left to right)")
+    wide.add_argument("--to-class", dest="to_mix", metavar="CLASS_OR_MIX",
+                      help="travel from --class at the first tile to this class (or mix) at the last: each tile is "
+                           "conditioned on the mix at its place along the canvas")
     wide.add_argument("--width", type=int, required=True,
                       help="canvas width in pixels, at least the model's resolution (e.g. 768 for a 256 px model)")
     wide.add_argument("--height", type=int, help="canvas height in pixels (default: the model's resolution)")
@@ -304,7 +319,50 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
     wide.add_argument("--batch", type=int, default=1, help="canvases to make (canvas i uses seed + i)")
     _add_model_arguments(wide)
     _add_sampling_arguments(wide)
+    _add_negative_argument(wide)
     wide.add_argument("--out", type=Path, required=True, help="output PNG (canvases one under the other)")
+
+    morph = commands.add_parser(
+        "morph", help="an animation (WEBP or GIF) that turns one class into another, frame by frame",
+        description="Frames from --class to --to-class: frame i is conditioned on the mix (1 - w)·start + w·end, "
+                    "w going from 0 to 1 along --easing, and every frame has the same seed, order and settings, so "
+                    "neighbouring frames differ little. The first frame is exactly `generate --class START`, the "
+                    "last exactly `generate --class END` (same seed). Written as a looping animation.",
+        epilog=CREATIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    morph.add_argument("--class", dest="mix", required=True, help=mix_help + " of the first frame")
+    morph.add_argument("--to-class", dest="to_mix", required=True, metavar="CLASS_OR_MIX",
+                       help="class index or name, or a mix, of the last frame")
+    morph.add_argument("--frames", type=int, default=16, help="frames of the animation, at least 2 (default 16)")
+    morph.add_argument("--easing", default="linear", choices=EASINGS,
+                       help="how the end class's weight grows over the frames (default linear; ease-in-out is "
+                            "slow at both ends)")
+    morph.add_argument("--layout-steps", type=int,
+                       help="the first decode steps of every frame follow the start class in the first half of "
+                            "the frames and the end class in the second, so composition and colours change once, "
+                            "in the middle; 0 blends every step (default: half the steps)")
+    morph.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
+    _add_model_arguments(morph)
+    _add_sampling_arguments(morph)
+    _add_negative_argument(morph)
+    morph.add_argument("--out", type=Path, required=True, help="output animation: .webp (lossless) or .gif")
+
+
+def _add_negative_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--negative", metavar="CLASS_OR_MIX",
+                        help="guide away from this class (or mix) instead of the null class: 'a ring, less like a "
+                             "circle' is --class ring --negative circle; needs cfg above 1 (default: the null class)")
+
+
+def _negative(args, model):
+    """generate's `negative` from --negative (None: the null class)."""
+    if args.negative is None:
+        return None
+    from .blend import label_or_mix, parse_class_mix
+    return label_or_mix(parse_class_mix(args.negative, model))
+
+
+def _negative_words(args, model) -> str:
+    return "" if args.negative is None else f", negative {_negative(args, model)}"
 
 
 def _generate_labels(args, model, batch: int) -> list:
@@ -341,10 +399,14 @@ def _load_for(args):
     return device, model, tokenizer, settings
 
 
-def _sampling(args, settings, device) -> dict:
+def _sampling(args, settings, device, model) -> dict:
+    """vary's and wide's sampling arguments, the negative class checked against cfg."""
+    from .settings import check_negative
+    negative = _negative(args, model)
+    check_negative(negative, settings.cfg)
     return dict(steps=settings.steps, order=args.order, seed=args.seed, cfg=settings.cfg,
                 cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,
-                top_p=settings.top_p, proximity=args.proximity, repulsion=settings.repulsion,
+                top_p=settings.top_p, proximity=args.proximity, repulsion=settings.repulsion, negative=negative,
                 fast=_fast(args.fast, device))
 
 
@@ -372,7 +434,7 @@ def run_vary(args) -> None:
     device, model, tokenizer, settings = _load_for(args)
     label = label_or_mix(parse_class_mix(args.mix, model))
     result = vary(model, tokenizer, image.expand(args.count, -1, -1, -1), label, args.strength,
-                  **_sampling(args, settings, device))
+                  **_sampling(args, settings, device, model))
     save_image(image_grid(result.images), args.out)
     agreement = (result.tokens == result.source).float().mean().item()
     print(f"wrote {args.out}: {args.count} variation(s) of {args.image} as {label} at strength {args.strength:g} "
@@ -381,7 +443,7 @@ def run_vary(args) -> None:
 
 
 def run_wide(args) -> None:
-    from .blend import label_or_mix, parse_class_mix
+    from .blend import label_or_mix, parse_class_mix, parse_class_mixes
     from .canvas import canvas_tokens, wide_canvas
     from .imaging import check_image_path, image_grid, save_image
     from .settings import check_count, check_seed
@@ -393,16 +455,66 @@ def run_wide(args) -> None:
     stride, side = tokenizer.stride, model.config.grid_size * tokenizer.stride
     height = side if args.height is None else args.height
     columns, rows = canvas_tokens(args.width, height, stride, names=("--width", "--height"))
-    label = label_or_mix(parse_class_mix(args.mix, model))
-    result = wide_canvas(model, tokenizer, [label] * args.batch, width=columns, height=rows,
-                         overlap=args.overlap, **_sampling(args, settings, device))
+    tile_labels = parse_class_mixes(args.mix, model)
+    if len(tile_labels) > 1 and args.to_mix is not None:
+        raise SettingError("--to-class goes with one --class (the start); with a class per tile ('a; b; c') leave "
+                           "--to-class out")
+    if len(tile_labels) > 1:
+        classes, words = dict(tile_labels=tile_labels, batch=args.batch), " → ".join(map(str, tile_labels))
+    else:
+        (label,) = tile_labels
+        classes, words = dict(labels=[label] * args.batch), str(label)
+        if args.to_mix is not None:
+            to_label = label_or_mix(parse_class_mix(args.to_mix, model))
+            classes["to_labels"], words = [to_label] * args.batch, f"{label} → {to_label}"
+    result = wide_canvas(model, tokenizer, width=columns, height=rows, overlap=args.overlap, **classes,
+                         **_sampling(args, settings, device, model))
     save_image(image_grid(result.images, columns=1), args.out)
-    print(f"wrote {args.out}: {args.batch} canvas(es) of {args.width}×{height} px as {label}, {len(result.tiles)} "
+    print(f"wrote {args.out}: {args.batch} canvas(es) of {args.width}×{height} px as {words}, {len(result.tiles)} "
           f"tiles of {side} px, seed {args.seed}")
 
 
+def run_morph(args) -> None:
+    from .blend import label_or_mix, parse_class_mix
+    from .imaging import check_animation_path, save_animation
+    from .morph import class_morph
+    from .schedule import build_schedule
+    from .settings import (check_easing, check_fps, check_frames, check_layout_steps, check_negative, check_proximity,
+                           check_seed)
+
+    # Everything the user gave is checked before a model is loaded.
+    seed = check_seed(args.seed)
+    frames = check_frames(args.frames)
+    check_easing(args.easing)
+    check_fps(args.fps)
+    if args.layout_steps is not None:
+        check_layout_steps(args.layout_steps)
+    proximity = check_proximity(args.proximity)
+    check_animation_path(args.out)
+    device, model, tokenizer, settings = _load_for(args)
+    start = label_or_mix(parse_class_mix(args.mix, model))
+    end = label_or_mix(parse_class_mix(args.to_mix, model))
+    schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=seed,
+                              proximity=proximity, repulsion=settings.repulsion)
+    if args.layout_steps is not None:
+        check_layout_steps(args.layout_steps, schedule.steps)
+    negative = _negative(args, model)
+    check_negative(negative, settings.cfg)
+    bar = _progress_bar("decoding", total=schedule.steps, unit="step")
+    result = class_morph(model, tokenizer, start, end, schedule=schedule, frames=frames, easing=args.easing,
+                         layout_steps=args.layout_steps, seed=seed, cfg=settings.cfg,
+                         cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,
+                         top_p=settings.top_p, negative=negative, callback=lambda step: bar.update(1),
+                         fast=_fast(args.fast, device))
+    bar.close()
+    save_animation(result.images, args.out, args.fps)
+    print(f"wrote {args.out}: {frames} frames from {start} to {end} ({args.easing}) at {args.fps:g} fps, "
+          f"{schedule.steps} steps, cfg {settings.cfg:g}{_negative_words(args, model)}, seed {seed}")
+
+
 COMMANDS = {"generate": run_generate, "download": run_download, "convert": run_convert,
-            "schedule": run_schedule, "sample-many": run_sample_many, "vary": run_vary, "wide": run_wide}
+            "schedule": run_schedule, "sample-many": run_sample_many, "vary": run_vary, "wide": run_wide,
+            "morph": run_morph}
 
 
 def main(argv=None) -> int:

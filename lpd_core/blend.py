@@ -10,12 +10,14 @@ exact), so both ends of a sweep are plain generation, token for token.
 
 Text form (the CLI's --blend, the nodes' class fields): "tiger:0.7, golden retriever:0.3";
 classes by index or name as everywhere else (`checkpoints.resolve_classes`), a part without a
-weight counts 1, and weights are relative (normalised to sum 1).
+weight counts 1, and weights are relative (normalised to sum 1). Several classes or mixes in a row
+(a wide canvas's tiles) are separated by semicolons: "circle; ring:0.5, star:0.5; star".
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -91,6 +93,15 @@ def parse_class_mix(text: str, model) -> ClassMix:
     return ClassMix(tuple(parts))
 
 
+def parse_class_mixes(text: str, model) -> list:
+    """Classes or mixes separated by semicolons, in order: each a class index, or a `ClassMix` when
+    it mixes several ("circle; ring:0.5, star:0.5; star" → [0, mix, 9])."""
+    parts = [part for part in str(text).split(";") if part.strip()]
+    if not parts:
+        raise SettingError(f"no class in {text!r}: write classes or mixes separated by ';', e.g. 'circle; star'")
+    return [label_or_mix(parse_class_mix(part, model)) for part in parts]
+
+
 def is_class_mix(labels) -> bool:
     """Whether `labels` asks for mixes: a ClassMix, a sequence holding one, or a float weights tensor."""
     if isinstance(labels, ClassMix):
@@ -102,11 +113,12 @@ def is_class_mix(labels) -> bool:
 
 def class_weights(labels, num_classes: int, batch: int | None, device) -> torch.Tensor:
     """(batch, num_classes) float32 weights, rows summing to 1, from mixes (and plain indices among
-    them) or a weights tensor ((num_classes,) or (B, num_classes)); a single mix serves every sample."""
+    them, or one plain index) or a weights tensor ((num_classes,) or (B, num_classes)); a single mix
+    serves every sample."""
     if isinstance(labels, torch.Tensor):
         weights = labels.float().reshape(-1, labels.shape[-1]) if labels.ndim else labels.float().reshape(1, 1)
     else:
-        mixes = [labels] if isinstance(labels, ClassMix) else list(labels)
+        mixes = [labels] if isinstance(labels, (ClassMix, numbers.Integral)) else list(labels)
         weights = torch.stack([(mix if isinstance(mix, ClassMix) else ClassMix(((mix, 1.0),))).weights(num_classes)
                                for mix in mixes])
     weights = normalised_weights(weights, num_classes)

@@ -10,6 +10,11 @@ across a tile border come out of one decoder, as inside a tile.
 
 Tiles go left to right, then top to bottom; where the canvas is not a whole number of tile steps
 the last tile of a row (or column) is moved back to the canvas edge and overlaps more.
+
+Each tile has its own class, so a canvas can travel between classes (`tile_classes`): one class (or
+mix) for all tiles; a start and an end class with the mix moving from one to the other along the
+canvas; or a list of classes spread over the tiles. A tile's new tokens then grow from the previous
+tiles' under its own class, and the one decoder pass blends the borders as everywhere else.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .blend import class_weights
 from .editing import plan_edit
 from .errors import SettingError
 from .generate import DecodeStep, generate
@@ -66,6 +72,43 @@ def tile_seed(seed: int, tile: int) -> int:
     return int(np.random.SeedSequence([seed, tile]).generate_state(1, dtype=np.uint64)[0]) % (MAX_SEED + 1)
 
 
+def tile_position(row: int, col: int, grid: int, width: int, height: int) -> float:
+    """Where a tile lies along the canvas, 0 (first) to 1 (last): along the width, or along the
+    height for a canvas taller than wide."""
+    start, end = (row, height) if height > width else (col, width)
+    return start / (end - grid) if end > grid else 0.0
+
+
+def tile_classes(tiles: list[tuple[int, int]], grid: int, width: int, height: int, num_classes: int, batch: int,
+                 labels=None, to_labels=None, tile_labels=None) -> list:
+    """Each tile's labels, in `generate`'s forms. `labels` alone: the same for every tile.
+    With `to_labels`: the mix (1 − t)·labels + t·to_labels, t the tile's `tile_position` (so the
+    first tile is exactly `labels` and the last `to_labels`). `tile_labels` (instead of both): a
+    list of classes or mixes spread evenly over the tiles in their order (tile i of n takes entry
+    i·k // n of k), each for every canvas: as many as tiles gives each its own, one gives all the
+    same."""
+    if tile_labels is not None:
+        if labels is not None or to_labels is not None:
+            raise SettingError("give the canvas's classes either per tile, or as a class (and an end class), "
+                               "not both")
+        tile_labels = list(tile_labels)
+        if not 1 <= len(tile_labels) <= len(tiles):
+            raise SettingError(f"got {len(tile_labels)} tile classes for a canvas of {len(tiles)} tiles: give 1 to "
+                               f"{len(tiles)} (spread evenly over the tiles, left to right then top to bottom)")
+        return [tile_labels[index * len(tile_labels) // len(tiles)] for index in range(len(tiles))]
+    if labels is None:
+        raise SettingError("the canvas needs a class: give labels (one class or mix, or one per canvas), or a "
+                           "class per tile")
+    if to_labels is None:
+        return [labels] * len(tiles)
+    first, last = (class_weights(given, num_classes, batch, "cpu") for given in (labels, to_labels))
+    if len(first) != batch or len(last) != batch:
+        raise SettingError(f"got {len(first)} start and {len(last)} end classes for {batch} canvases: give one "
+                           f"for all, or one per canvas")
+    return [(1 - t) * first + t * last
+            for t in (tile_position(row, col, grid, width, height) for row, col in tiles)]
+
+
 @dataclass
 class CanvasResult:
     images: torch.Tensor  # (B, height·stride, width·stride, 3) in [0, 1]
@@ -74,16 +117,20 @@ class CanvasResult:
     tiles: list[tuple[int, int]]  # (row, column) of each tile's top-left token, in generation order
 
 
-def wide_canvas(model: LPD, tokenizer: VQModel, labels, *, width: int, height: int | None = None,
+def wide_canvas(model: LPD, tokenizer: VQModel, labels=None, *, width: int, height: int | None = None,
                 overlap: int | None = None, batch: int | None = None, steps: int, order: str = "locality",
                 seed: int = 0, cfg: float = 1.0, cfg_schedule: str = "linear", temperature: float = 1.0,
                 top_k: int = 0, top_p: float = 1.0, proximity: float = 1.0, repulsion: int | None = None,
+                to_labels=None, tile_labels=None, negative=None,
                 callback: Callable[[int, DecodeStep], None] | None = None, fast: bool = False) -> CanvasResult:
     """Canvases of `width` × `height` tokens (height: the model's grid) under `labels` (as for
-    `generate`; one canvas per label, or `batch` canvases of one). Tiles overlap by `overlap` tokens
-    (default: half the grid). Canvas b uses seed + b (tile t of it `tile_seed(seed + b, t)`), so it
-    does not depend on the batch. `steps` count the generated groups of each tile (fewer where a tile
-    adds fewer tokens). `callback(tile index, step)` runs after every step of every tile."""
+    `generate`; one canvas per label, or `batch` canvases of one). `to_labels`: the class (or mix)
+    the canvas travels to, the mix moving along it tile by tile; `tile_labels` instead of both: a
+    class or mix per tile (see `tile_classes`). `negative`: as for `generate`, for every tile.
+    Tiles overlap by `overlap` tokens (default: half the grid). Canvas b uses seed + b (tile t of it
+    `tile_seed(seed + b, t)`), so it does not depend on the batch. `steps` count the generated
+    groups of each tile (fewer where a tile adds fewer tokens). `callback(tile index, step)` runs
+    after every step of every tile."""
     check_pair(model, tokenizer)
     grid = model.config.grid_size
     height = grid if height is None else height
@@ -92,22 +139,24 @@ def wide_canvas(model: LPD, tokenizer: VQModel, labels, *, width: int, height: i
     if batch is None:
         batch = len(labels) if isinstance(labels, (list, tuple)) else 1
     seeds = seeds_for(seed, batch)
+    tiles = [(row, col) for row in tile_starts(height, grid, overlap) for col in tile_starts(width, grid, overlap)]
+    classes = tile_classes(tiles, grid, width, height, model.config.num_classes, batch, labels, to_labels,
+                           tile_labels)
     device = model.pos_embed.device
     canvas = torch.zeros(batch, height, width, dtype=torch.long, device=device)
     made = torch.zeros(height, width, dtype=torch.bool)
-    tiles = [(row, col) for row in tile_starts(height, grid, overlap) for col in tile_starts(width, grid, overlap)]
     for index, (row, col) in enumerate(tiles):
         window = (slice(row, row + grid), slice(col, col + grid))
         regenerate = ~made[window]
         sample_seeds = [tile_seed(s, index) for s in seeds]
         plans = [plan_edit(regenerate, steps, order, s, proximity, repulsion) for s in sample_seeds]
         step_callback = None if callback is None else (lambda step, index=index: callback(index, step))
-        tokens = generate(model, labels=labels, batch=batch,
+        tokens = generate(model, labels=classes[index], batch=batch,
                           orders=torch.from_numpy(np.stack([plan.order for plan in plans])),
                           group_sizes=plans[0].group_sizes, known_steps=plans[0].known_steps,
                           known_tokens=canvas[(slice(None), *window)].reshape(batch, -1), cfg=cfg,
                           cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
-                          seeds=sample_seeds, callback=step_callback, fast=fast)
+                          seeds=sample_seeds, negative=negative, callback=step_callback, fast=fast)
         canvas[(slice(None), *window)] = tokens.reshape(batch, grid, grid)
         made[window] = True
     tokens = canvas.reshape(batch, -1)

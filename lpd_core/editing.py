@@ -203,10 +203,10 @@ def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tenso
          steps: int | None = None, order: str = "locality", seed: int = 0, cfg: float | None = None,
          cfg_schedule: str | None = None, temperature: float | None = None, top_k: int | None = None,
          top_p: float | None = None, grow: int = 0, feather: int = 0, composite: bool = True,
-         proximity: float = 1.0, repulsion: int | None = None,
+         proximity: float = 1.0, repulsion: int | None = None, negative=None,
          callback: Callable[[DecodeStep], None] | None = None, fast: bool = False) -> EditResult:
     """Regenerate the masked part of images (B, H, W, 3) in [0, 1] under class `labels` (one for
-    all, or one per image).
+    all, or one per image), guided away from `negative` when given (as for `generate`).
 
     One mask (H, W) or its first row (B, H, W) serves the whole batch; it must have the images'
     aspect ratio (`check_mask`). Images are fitted to the model's resolution first
@@ -242,7 +242,8 @@ def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tenso
     tokens = generate(model, labels=labels, batch=batch, orders=torch.from_numpy(plan.order),
                       group_sizes=plan.group_sizes, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
                       temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p, seeds=seeds,
-                      callback=callback, known_tokens=codes, known_steps=plan.known_steps, fast=fast)
+                      negative=negative, callback=callback, known_tokens=codes, known_steps=plan.known_steps,
+                      fast=fast)
     with torch.no_grad():
         decoded = tokenizer.decode_images(tokens)
     if composite:

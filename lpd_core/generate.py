@@ -16,10 +16,12 @@ from typing import Callable, Sequence
 import torch
 
 from .blend import class_weights, is_class_mix
+from .errors import SettingError
 from .fast import padded_length, release_fast_state, static_decoder
 from .model import LPD
 from .sampling import CFG_SCHEDULES, guidance_table, seed_uniforms
 from .schedule import Schedule, validate_group_sizes, validate_order
+from .settings import check_negative
 from .step import DecodeBuffers, EagerStep, Sampling, plan_steps
 
 LOOP_RANGE = "lpd_core.decode_loop"  # profiler range of the step loop (see tests/test_step.py)
@@ -63,9 +65,29 @@ def _labels_tensor(labels, batch: int | None, num_classes: int, device) -> torch
         labels = labels.expand(batch)
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if bad.numel():
-        raise ValueError(f"class index {bad[0].item()} is out of range: this model has {num_classes} "
+        raise SettingError(f"class index {bad[0].item()} is out of range: this model has {num_classes} "
                          f"classes, so use 0..{num_classes - 1}")
     return labels
+
+
+def _negative_condition(model: LPD, negative, batch: int) -> torch.Tensor:
+    """(batch, dim) embeddings guidance contrasts the samples with: the null class where `negative`
+    is None (for all, or for one sample of a per-sample list), else the class or mix given."""
+    null = model.fake_latent.expand(batch, -1)
+    if negative is None:
+        return null
+    config, device = model.config, model.pos_embed.device
+    if isinstance(negative, (list, tuple)) and any(item is None for item in negative):
+        if len(negative) != batch:
+            raise SettingError(f"got {len(negative)} negative classes for a batch of {batch}")
+        rows = [null[:1] if item is None else model.condition(_labels_tensor([item], 1, config.num_classes, device), 1)
+                for item in negative]
+        return torch.cat(rows)
+    labels = _labels_tensor(negative, batch, config.num_classes, device)
+    if len(labels) != batch:
+        raise SettingError(f"got {len(labels)} negative classes for a batch of {batch}: give one for all, or one "
+                           f"per sample")
+    return model.condition(labels, batch)
 
 
 def _orders_tensor(orders, batch: int, num_tokens: int, device) -> torch.Tensor:
@@ -109,6 +131,7 @@ def generate(
     known_steps: int = 0,
     switch_labels: int | Sequence[int] | torch.Tensor | None = None,
     switch_step: int | None = None,
+    negative=None,
     fast: bool = False,
 ) -> torch.Tensor:
     """Generate image tokens, (B, N) in raster order.
@@ -120,6 +143,10 @@ def generate(
     counter-based random numbers seeded with seeds[b] (an int s means s, s+1, ... mod 2^64;
     `lpd_core.sampling.seed_uniforms`), so a seed gives the same image whatever the batch.
     cfg ≠ 1 runs the null class beside each sample and mixes the logits per `cfg_schedule`.
+    `negative` puts another class there instead ("a fox, less like a dog"): class indices or mixes
+    in the same forms as `labels` (one for all, or one per sample; None in a per-sample list keeps
+    the null class for that sample). Guidance then pushes each sample away from its negative; it
+    needs cfg ≠ 1, since at cfg 1 nothing reads it.
     `callback` runs after every step; raising from it stops generation.
 
     Editing: the first `known_steps` groups of the order are not generated but taken from
@@ -129,14 +156,15 @@ def generate(
 
     Class switch: from generated step `switch_step` on (0-based, as the callback counts), the
     class slot holds `switch_labels` instead of `labels` (its keys and values are rewritten in
-    every layer at that step; tokens decoded before keep what they saw). The null class of
-    guidance stays the null class. `switch_step` 0 is plain generation with `switch_labels`.
+    every layer at that step; tokens decoded before keep what they saw). Guidance's side (the null
+    class, or `negative`) stays as it was. `switch_step` 0 is plain generation with `switch_labels`.
 
     `fast=True`: every step is padded to a multiple of 8 rows, so a handful of fixed shapes serve
     any schedule; on CUDA each whole step (embeddings, transformer, guidance, sampling) is captured
     once per shape as a CUDA graph and replayed (falling back to plain execution, with one log
     line, where capture fails). The buffers and graphs are kept on the model for the next call
-    with the same batch and guidance; `lpd_core.fast.release_fast_state(model)` frees them (an
+    with the same batch and guidance (labels, negatives, seeds, orders and settings are inputs of
+    the graphs); `lpd_core.fast.release_fast_state(model)` frees them (an
     exception out of the loop, e.g. an interrupt, frees them too). Greedy tokens are the same as
     without it; logits agree to float rounding.
     """
@@ -177,8 +205,10 @@ def generate(
     if switched is not None and len(switched) != batch:
         raise ValueError(f"got {len(switched)} switch labels for a batch of {batch}")
     seeds = _seeds(seeds, batch)
-
+    check_negative(negative, cfg)
     guided = cfg != 1.0
+    contrast = _negative_condition(model, negative, batch)
+
     sampling = Sampling(guided=guided, greedy=temperature == 0, top_k=int(top_k), nucleus=top_p < 1.0)
     first = known_steps
     if fast:
@@ -195,8 +225,8 @@ def generate(
         known = torch.gather(torch.as_tensor(known_tokens, dtype=torch.long, device=device).expand(batch, num_tokens),
                              1, known)
     conditions = [model.condition(labels, batch), model.condition(switched, batch)]
-    if guided:  # rows [0, B) conditional, [B, 2B) the null class
-        conditions = [torch.cat([c, model.fake_latent.expand(batch, -1)]) for c in conditions]
+    if guided:  # rows [0, B) conditional, [B, 2B) what guidance contrasts them with
+        conditions = [torch.cat([c, contrast]) for c in conditions]
     num_slots = buffers.cache.slots
     buffers.load(orders=orders, known=known,
                  uniforms=torch.from_numpy(seed_uniforms(seeds, num_slots)).to(device),

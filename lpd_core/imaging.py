@@ -34,6 +34,31 @@ def save_image(picture: Image.Image, path) -> Path:
     return atomic_write(path, lambda temp: picture.save(temp, format=IMAGE_FORMATS[path.suffix.lower()]))
 
 
+# Animations the CLI writes (class morphs), by suffix → PIL format; WEBP frames are lossless.
+ANIMATION_FORMATS = {".webp": "WEBP", ".gif": "GIF"}
+
+
+def check_animation_path(path) -> Path:
+    """An output animation path (.webp or .gif) in a folder that can be written (OutputError if not)."""
+    path = check_writable(path, "output animation")
+    if path.suffix.lower() not in ANIMATION_FORMATS:
+        raise OutputError(f"{path} is not an animation file ({path.suffix or 'no extension'}); name the output "
+                          f"{path.with_suffix('.webp').name} or {path.with_suffix('.gif').name}")
+    return path
+
+
+def save_animation(frames, path, fps: float) -> Path:
+    """Write (frames, H, W, 3) images in [0, 1] as one looping animation at `fps` frames per
+    second, atomically, in the format its suffix names (see `check_animation_path`)."""
+    path = check_animation_path(path)
+    pictures = [to_pil(frame) for frame in frames]
+    format_name = ANIMATION_FORMATS[path.suffix.lower()]
+    options = dict(save_all=True, append_images=pictures[1:], duration=round(1000 / fps), loop=0)
+    if format_name == "WEBP":
+        options["lossless"] = True
+    return atomic_write(path, lambda temp: pictures[0].save(temp, format=format_name, **options))
+
+
 def to_pil(image: torch.Tensor | np.ndarray) -> Image.Image:
     """One (H, W, 3) image in [0, 1] → PIL."""
     array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from .errors import SettingError
 
 CFG_SCHEDULES = ("linear", "constant")
+EASINGS = ("linear", "ease-in-out", "ease-in", "ease-out")  # class-morph weight curves (lpd_core.morph)
 MAX_SEED = 2**64 - 1  # seeds are unsigned 64-bit: image i of a run uses (seed + i) mod 2^64
 
 # What to do about each setting, appended to its range error.
@@ -26,6 +27,9 @@ _HINTS = {
     "proximity": "the default is 1.0",
     "seed": "any whole number from 0 to 2^64-1 works",
     "batch size": "ask for at least one image",
+    "frames": "a morph needs the start and the end frame at least",
+    "layout steps": "0 blends every step",
+    "fps": "8 to 15 frames per second play a morph smoothly",
 }
 
 
@@ -126,6 +130,34 @@ def check_order(order) -> str:
 def check_seed(seed) -> int:
     """A seed in the documented range 0..2^64−1."""
     return check_integer("seed", seed, 0, MAX_SEED)
+
+
+def check_negative(negative, cfg: float) -> None:
+    """A negative class (anything but None) needs guidance: at cfg 1 nothing reads it."""
+    if negative is not None and cfg == 1.0:
+        raise SettingError("a negative class works through guidance, which is off at cfg 1: set cfg above 1 "
+                           "(e.g. the model's default), or leave the negative class out")
+
+
+def check_frames(frames) -> int:
+    """The frames of a class morph: at least 2 (the start class and the end class)."""
+    return check_integer("frames", frames, 2)
+
+
+def check_easing(easing) -> str:
+    """One of the class morph's weight curves (EASINGS)."""
+    return check_choice("easing", easing, EASINGS)
+
+
+def check_layout_steps(layout_steps, steps: int | None = None) -> int:
+    """A class morph's layout steps: 0 or more, and fewer than the `steps` of the schedule when known
+    (at least one step must blend)."""
+    return check_integer("layout steps", layout_steps, 0, None if steps is None else steps - 1)
+
+
+def check_fps(fps) -> float:
+    """Frames per second of an animation file: more than 0, at most 100 (GIF's finest step is 10 ms)."""
+    return check_number("fps", fps, 0.0, 100.0, low_open=True)
 
 
 def check_count(name: str, count) -> int:

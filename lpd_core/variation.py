@@ -63,10 +63,11 @@ class VariationResult:
 def vary(model: LPD, tokenizer: VQModel, images: torch.Tensor, labels, strength: float, *, steps: int,
          order: str = "locality", seed: int = 0, cfg: float = 1.0, cfg_schedule: str = "linear",
          temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, proximity: float = 1.0,
-         repulsion: int | None = None, callback: Callable[[DecodeStep], None] | None = None,
+         repulsion: int | None = None, negative=None, callback: Callable[[DecodeStep], None] | None = None,
          fast: bool = False) -> VariationResult:
     """One variation of each image (B, H, W, 3) in [0, 1] under `labels` (as for `generate`: an
-    index, a `ClassMix`, or one per image). Images are fitted to the model's resolution first.
+    index, a `ClassMix`, or one per image; `negative` too). Images are fitted to the model's
+    resolution first.
     Image b uses seed + b for the kept tokens, the order and the sampling, so it does not depend on
     the batch; `steps` count the generated groups (never more than the tokens to regenerate)."""
     check_pair(model, tokenizer)
@@ -91,7 +92,7 @@ def vary(model: LPD, tokenizer: VQModel, images: torch.Tensor, labels, strength:
                           orders=torch.from_numpy(np.stack([plan.order for plan in plans])),
                           group_sizes=plans[0].group_sizes, known_steps=plans[0].known_steps, known_tokens=source,
                           cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
-                          seeds=seeds, callback=callback, fast=fast)
+                          seeds=seeds, negative=negative, callback=callback, fast=fast)
     with torch.no_grad():
         decoded = tokenizer.decode_images(tokens)
     return VariationResult(decoded, tokens.cpu(), source.cpu(), kept)

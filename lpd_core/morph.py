@@ -1,0 +1,95 @@
+"""Class-morph animations: frames that go from one class (or mix) to another.
+
+Frame i is conditioned on the mix (1 − wᵢ)·start + wᵢ·end, with wᵢ running from 0 to 1 along an
+easing curve, and every frame shares everything else: the seed (so the same random number decides
+the token of each cache slot in every frame), the order and the settings. The first frame is
+exactly plain generation of the start class with that seed and the last exactly that of the end
+class (a one-hot mix is the class's own embedding, `lpd_core.blend`).
+
+Shared random numbers alone do not keep neighbouring frames close: a token is drawn by inverse CDF
+over the codebook, so a slightly moved distribution often lands the same number on another code,
+and every later token, decoded in the context of the changed one, then changes too. The earliest
+tokens, which set composition and colours, drift like that over and over as the weight grows. So
+the first `layout_steps` steps of every frame (by default half the steps) are decoded under one end
+class, the start class in the frames with w < 0.5 and the end class in the others, and the class
+slot switches to the frame's mix after them (`generate`'s class switch): the layout changes once,
+in the middle, and the blend works on what is decoded after it. `benchmarks.bench_creative`
+measures both (0 layout steps: a plain blend) against the change between two seeds of one class.
+
+All frames are one batch of `generate`, so a morph costs what a batch of that many images costs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .blend import class_weights
+from .generate import DecodeStep, generate
+from .model import LPD
+from .schedule import Schedule
+from .settings import check_easing, check_frames, check_layout_steps, check_seed
+from .vq import VQModel
+from .weights import check_pair
+
+_EASE = {
+    "linear": lambda t: t,
+    "ease-in-out": lambda t: (1 - math.cos(math.pi * t)) / 2,  # slow at both ends
+    "ease-in": lambda t: 1 - math.cos(math.pi * t / 2),  # slow start
+    "ease-out": lambda t: math.sin(math.pi * t / 2),  # slow end
+}
+
+
+def morph_weights(frames: int, easing: str = "linear") -> list[float]:
+    """The end class's weight in each of `frames` frames: 0 in the first, 1 in the last, the
+    frames between spaced evenly in time and shaped by `easing` (one of `settings.EASINGS`)."""
+    frames = check_frames(frames)
+    curve = _EASE[check_easing(easing)]
+    weights = [curve(i / (frames - 1)) for i in range(frames)]
+    weights[0], weights[-1] = 0.0, 1.0  # exactly the two classes, whatever the curve's rounding
+    return weights
+
+
+def morph_mixes(start, end, weights, num_classes: int) -> torch.Tensor:
+    """(frames, num_classes) class weights: row i is (1 − weights[i])·start + weights[i]·end, where
+    start and end are a class index or a mix (`lpd_core.blend`). Rows with weight 0 or 1 are
+    exactly the start's or end's weights."""
+    first, last = (class_weights(labels, num_classes, 1, "cpu")[0] for labels in (start, end))
+    w = torch.tensor(weights, dtype=torch.float32)[:, None]
+    return (1 - w) * first + w * last
+
+
+@dataclass
+class MorphResult:
+    images: torch.Tensor  # (frames, H, W, 3) in [0, 1]
+    tokens: torch.Tensor  # (frames, N) raster
+    weights: list[float]  # the end class's weight in each frame
+
+
+def class_morph(model: LPD, tokenizer: VQModel, start, end, *, schedule: Schedule, frames: int,
+                easing: str = "linear", layout_steps: int | None = None, seed: int = 0, cfg: float = 1.0,
+                cfg_schedule: str = "linear", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                negative=None, callback: Callable[[DecodeStep], None] | None = None,
+                fast: bool = False) -> MorphResult:
+    """`frames` images from class (or mix) `start` to `end`, all with `seed` and `schedule`'s
+    order; see the module docstring for `layout_steps` (0: every step blends; fewer than the
+    schedule's steps; None: half of them). `negative`: as for `generate` (one for every frame).
+    `callback` runs after every step of the one batch that makes all frames."""
+    check_pair(model, tokenizer)
+    seed = check_seed(seed)
+    weights = morph_weights(frames, easing)
+    layout_steps = schedule.steps // 2 if layout_steps is None else check_layout_steps(layout_steps, schedule.steps)
+    mixes = morph_mixes(start, end, weights, model.config.num_classes)
+    classes = dict(labels=mixes)
+    if layout_steps:
+        classes = dict(labels=[start if w < 0.5 else end for w in weights], switch_labels=mixes,
+                       switch_step=layout_steps)
+    tokens = generate(model, schedule, **classes, seeds=[seed] * len(weights), cfg=cfg, cfg_schedule=cfg_schedule,
+                      temperature=temperature, top_k=top_k, top_p=top_p, negative=negative, callback=callback,
+                      fast=fast)
+    with torch.no_grad():
+        images = tokenizer.decode_images(tokens)
+    return MorphResult(images, tokens.cpu(), weights)
