@@ -1,4 +1,4 @@
-"""Figures for the README, drawn with the project's own code.
+"""Figures for the docs, drawn with the project's own code.
 
     python -m benchmarks.make_figures            # writes docs/samples.png and docs/order_maps.png
 

@@ -77,7 +77,7 @@ def _listed_kind(name: str) -> str | None:
 
 def local_published(name: str) -> Path | None:
     """A published checkpoint already on disk in one of the model folders (downloaded, or put there by
-    hand as described in the README), or None."""
+    hand as described in docs/checkpoints.md), or None."""
     from lpd_core import hub
     for folder in runtime.model_folders():
         try:

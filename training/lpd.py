@@ -27,7 +27,7 @@ from .common import Log, cosine_lr, default_device
 from .vq import encode_images
 
 # The sampling settings the demo file stores as its defaults: with the locality order, 8 steps
-# gave the lowest FD of the orders table of benchmarks/bench_demo.py (README, "The demo model").
+# gave the lowest FD of the orders table of benchmarks/bench_demo.py (docs/benchmarks.md, "The demo model").
 DEMO_SETTINGS = GenerationSettings(steps=8, cfg=3.0, cfg_schedule="linear")
 
 
