@@ -14,6 +14,7 @@ from .blend import ClassMix, parse_class_mix
 from .canvas import wide_canvas
 from .generate import DecodeStep, generate
 from .model import LPD, PRESETS, LPDConfig
+from .morph import class_morph
 from .schedule import Schedule, build_schedule, group_sizes_for
 from .variation import vary
 from .vq import VQConfig, VQModel
@@ -22,5 +23,5 @@ from .weights import check_pair, load_model, load_tokenizer, read_checkpoint
 __all__ = [
     "DecodeStep", "generate", "LPD", "LPDConfig", "PRESETS", "Schedule", "build_schedule",
     "group_sizes_for", "VQConfig", "VQModel", "check_pair", "load_model", "load_tokenizer",
-    "read_checkpoint", "ClassMix", "parse_class_mix", "vary", "wide_canvas",
+    "read_checkpoint", "ClassMix", "parse_class_mix", "vary", "wide_canvas", "class_morph",
 ]

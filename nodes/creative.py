@@ -1,7 +1,9 @@
 """Beyond the paper: LPDClassBlend (a mix of classes, optionally switched part-way), LPDVariation
-(variations of an image, a strength slider) and LPDWideCanvas (pictures wider or taller than the
-model's square). Each is one lpd_core call on the same decode loop as LPD Sampler
-(lpd_core.blend, lpd_core.variation, lpd_core.canvas).
+(variations of an image, a strength slider), LPDWideCanvas (pictures wider or taller than the
+model's square, which can travel from one class to another) and LPDClassMorph (frames that turn one
+class into another, for an animated save node). Each is one lpd_core call on the same decode loop as
+LPD Sampler (lpd_core.blend, lpd_core.variation, lpd_core.canvas, lpd_core.morph), and each has the
+optional negative class of every sampler.
 
 Every class field here takes one class or a mix: "circle", "207", "tiger:0.7, golden retriever:0.3"
 (indices or names; weights are relative).
@@ -10,7 +12,8 @@ Every class field here takes one class or a mix: "circle", "207", "tiger:0.7, go
 from __future__ import annotations
 
 from . import runtime
-from .sampling import MODEL_DEFAULT, order_choices, resolve_widget_settings, sampling_inputs, settings_record
+from .sampling import (MODEL_DEFAULT, negative_class, negative_input, order_choices, resolve_widget_settings,
+                       sampling_inputs, settings_record)
 from .schema import CATEGORY, DEFAULT, Model, Schedule, Tokenizer, Tokens, io
 from .tokens import TokenGrid
 
@@ -21,6 +24,11 @@ CFG_SCHEDULE_TOOLTIP = ("linear: guidance grows with the share of decoded tokens
                         "constant: the same scale throughout. default: the model's (linear for the published models).")
 STEPS_TOOLTIP = ("Decoding steps for the generated tokens; 0 = the model's default step count (20 for 256 px models, "
                  "the stored value for the demo). Never more than the number of tokens to generate.")
+
+
+def easing_choices() -> list[str]:
+    from lpd_core.settings import EASINGS
+    return list(EASINGS)
 
 
 def _mix(text: str, module):
@@ -66,15 +74,17 @@ class LPDClassBlend(io.ComfyNode):
                     "The decode step (0 = the first) from which `switch_classes` conditions the image.")),
                 Tokenizer.Input("tokenizer", optional=True, tooltip=(
                     "Optional: the tokenizer, for a live preview while sampling.")),
+                negative_input(),
             ],
             outputs=[Tokens.Output("tokens", tooltip="The generated token grids, for LPD Decode.")],
         )
 
     @classmethod
     def execute(cls, model, schedule, classes, batch_size, seed, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT,
-                temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, switch_classes="", switch_step=1, tokenizer=None):
+                temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, switch_classes="", switch_step=1, tokenizer=None,
+                negative=""):
         from lpd_core import generate
-        from lpd_core.settings import seeds_for
+        from lpd_core.settings import check_negative, seeds_for
         from lpd_core.weights import check_pair
 
         module = model.module
@@ -87,6 +97,8 @@ class LPDClassBlend(io.ComfyNode):
         settings = resolve_widget_settings(module, steps=schedule.steps, cfg=cfg, cfg_schedule=cfg_schedule,
                                            temperature=temperature, top_k=top_k, top_p=top_p)
         seeds = seeds_for(seed, batch_size)
+        contrast = negative_class(negative, module)
+        check_negative(contrast, settings.cfg)
         progress = None if tokenizer is None else _progress(schedule.steps, tokenizer.ready(),
                                                             (schedule.grid_h, schedule.grid_w))
 
@@ -98,12 +110,13 @@ class LPDClassBlend(io.ComfyNode):
 
         lpd = model.ready(runtime.decoder_memory(model, batch_size, schedule.group_sizes, settings.cfg))
         with runtime.fast_decoding(lpd) as fast:
-            tokens = generate(lpd, schedule, labels, seeds=seeds, callback=on_step, fast=fast,
+            tokens = generate(lpd, schedule, labels, seeds=seeds, negative=contrast, callback=on_step, fast=fast,
                               **settings_record(settings), **switch)
         grid = TokenGrid(tokens.to("cpu"), (schedule.grid_h, schedule.grid_w), module.config.vocab_size,
                          labels=labels, seeds=seeds, settings={**settings_record(settings), "classes": classes,
                                                                "switch_classes": switch_classes if switch else "",
-                                                               "switch_step": switch.get("switch_step")})
+                                                               "switch_step": switch.get("switch_step"),
+                                                               "negative": negative})
         return io.NodeOutput(grid)
 
 
@@ -133,6 +146,7 @@ class LPDVariation(io.ComfyNode):
                 io.Combo.Input("order", options=order_choices(), default="locality", tooltip=(
                     "Order of the regenerated tokens; locality grows them from the kept ones.")),
                 *sampling_inputs("Seed of the first variation; variation i uses seed + i.", CFG_SCHEDULE_TOOLTIP),
+                negative_input(),
             ],
             outputs=[
                 io.Image.Output("image", tooltip="The variations at the model's resolution (image by image, "
@@ -143,9 +157,10 @@ class LPDVariation(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, tokenizer, image, classes, strength, variations, steps=0, order="locality", seed=0,
-                cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT):
+                cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT,
+                negative=""):
         from lpd_core.checkpoints import generation_defaults
-        from lpd_core.settings import seeds_for
+        from lpd_core.settings import check_negative, seeds_for
         from lpd_core.variation import vary
         from lpd_core.weights import check_pair
 
@@ -156,6 +171,8 @@ class LPDVariation(io.ComfyNode):
         steps = min(steps or generation_defaults(module).steps, grid * grid)
         settings = resolve_widget_settings(module, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule,
                                            temperature=temperature, top_k=top_k, top_p=top_p)
+        contrast = negative_class(negative, module)
+        check_negative(contrast, settings.cfg)
         images = image[..., :3].float().cpu().repeat_interleave(variations, dim=0)
         count = images.shape[0]
         size = grid * vq_module.stride
@@ -164,11 +181,12 @@ class LPDVariation(io.ComfyNode):
         lpd = model.ready(runtime.decoder_memory(model, count, [grid * grid], settings.cfg))
         with runtime.fast_decoding(lpd) as fast:
             result = vary(lpd, vq, images, label, float(strength), steps=steps, order=order, seed=seed,
-                          repulsion=settings.repulsion, callback=lambda step: progress(step.step + 1, step),
-                          fast=fast, **settings_record(settings))
+                          repulsion=settings.repulsion, negative=contrast,
+                          callback=lambda step: progress(step.step + 1, step), fast=fast, **settings_record(settings))
         tokens = TokenGrid(result.tokens, (grid, grid), vq_module.vocab_size, labels=[label] * count,
                            seeds=seeds_for(seed, count), settings={**settings_record(settings), "steps": steps,
-                                                                    "order": order, "strength": float(strength)})
+                                                                    "order": order, "strength": float(strength),
+                                                                    "negative": negative})
         return io.NodeOutput(result.images.float().to(runtime.intermediate_device()), tokens)
 
 
@@ -179,11 +197,15 @@ class LPDWideCanvas(io.ComfyNode):
             node_id="LPDWideCanvas", display_name="LPD Wide Canvas", category=CATEGORY,
             description=("A picture wider (or taller) than the model's square, e.g. 768×256 px from a 256 px model: "
                          "tiles of the model's size, each next one outpainted from the `overlap` tokens it shares "
-                         "with the tiles before it, then the whole canvas decoded at once (no seam)."),
+                         "with the tiles before it, then the whole canvas decoded at once (no seam). The canvas can "
+                         "travel between classes: `to_classes` moves the mix from `classes` at the first tile to it "
+                         "at the last, or `classes` lists one class per tile ('circle; ring; star')."),
             inputs=[
                 Model.Input("model", tooltip="The LPD model from LPD Model Loader."),
                 Tokenizer.Input("tokenizer", tooltip="The tokenizer: it decodes the whole canvas in one pass."),
-                io.String.Input("classes", default="4", tooltip=MIX_TOOLTIP),
+                io.String.Input("classes", default="4", tooltip=MIX_TOOLTIP + (
+                    " Several separated by ';' ('circle; ring:0.5, star:0.5; star') give a class per tile, spread "
+                    "evenly over the tiles left to right, then top to bottom.")),
                 io.Int.Input("width", default=768, min=0, max=8192, step=4, tooltip=(
                     "Canvas width in pixels, a multiple of the tokenizer's stride (16 px for VQ-16, 4 for the "
                     "demo); 0 = the model's resolution.")),
@@ -198,6 +220,11 @@ class LPDWideCanvas(io.ComfyNode):
                 io.Combo.Input("order", options=order_choices(), default="locality", tooltip=(
                     "Order of each tile's new tokens; locality grows them from the overlap.")),
                 *sampling_inputs("Seed of the first canvas; canvas i uses seed + i.", CFG_SCHEDULE_TOOLTIP),
+                io.String.Input("to_classes", optional=True, default="", tooltip=(
+                    "Optional: the class or mix the canvas travels to (empty = none). The first tile is `classes`, "
+                    "the last this one, and each tile between is conditioned on the mix at its place along the "
+                    "canvas (along the height for a tall canvas). Needs one class or mix in `classes`.")),
+                negative_input(),
             ],
             outputs=[
                 io.Image.Output("image", tooltip="The canvases (batch, height, width, 3)."),
@@ -208,15 +235,24 @@ class LPDWideCanvas(io.ComfyNode):
     @classmethod
     def execute(cls, model, tokenizer, classes, width=768, height=0, overlap=0, batch_size=1, steps=0,
                 order="locality", seed=0, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT,
-                top_p=DEFAULT):
+                top_p=DEFAULT, to_classes="", negative=""):
+        from lpd_core.blend import parse_class_mixes
         from lpd_core.canvas import canvas_tokens, check_canvas, tile_starts, wide_canvas
         from lpd_core.checkpoints import generation_defaults
-        from lpd_core.settings import seeds_for
+        from lpd_core.errors import SettingError
+        from lpd_core.settings import check_negative, seeds_for
         from lpd_core.weights import check_pair
 
         module, vq_module = model.module, tokenizer.module
         check_pair(module, vq_module)
-        label = _mix(classes, module)
+        tile_labels = parse_class_mixes(classes, module)
+        labels, tile_classes = (None, dict(tile_labels=tile_labels)) if len(tile_labels) > 1 \
+            else (tile_labels * batch_size, {})
+        if to_classes and to_classes.strip():
+            if labels is None:
+                raise SettingError("`to_classes` goes with one class or mix in `classes`; with a class per tile "
+                                   "('a; b; c') leave `to_classes` empty")
+            tile_classes = dict(to_labels=[_mix(to_classes, module)] * batch_size)
         grid, stride = module.config.grid_size, vq_module.stride
         columns, rows = canvas_tokens(width or grid * stride, height or grid * stride, stride)
         overlap = overlap or grid // 2
@@ -225,20 +261,94 @@ class LPDWideCanvas(io.ComfyNode):
         steps = min(steps or generation_defaults(module).steps, grid * grid)
         settings = resolve_widget_settings(module, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule,
                                            temperature=temperature, top_k=top_k, top_p=top_p)
+        contrast = negative_class(negative, module)
+        check_negative(contrast, settings.cfg)
         vq = tokenizer.ready(memory_required=runtime.vq_memory_per_image(vq_module, rows * stride, columns * stride)
                              * batch_size)
         progress = _progress(tiles * steps, vq, (grid, grid))
         lpd = model.ready(runtime.decoder_memory(model, batch_size, [grid * grid], settings.cfg))
         with runtime.fast_decoding(lpd) as fast:
-            result = wide_canvas(lpd, vq, [label] * batch_size, width=columns, height=rows, overlap=overlap,
-                                 steps=steps, order=order, seed=seed, repulsion=settings.repulsion,
+            result = wide_canvas(lpd, vq, labels, batch=batch_size, width=columns, height=rows, overlap=overlap,
+                                 steps=steps, order=order, seed=seed, repulsion=settings.repulsion, negative=contrast,
                                  callback=lambda tile, step: progress(tile * steps + step.step + 1, step), fast=fast,
-                                 **settings_record(settings))
-        tokens = TokenGrid(result.tokens, result.grid, vq_module.vocab_size, labels=[label] * batch_size,
+                                 **tile_classes, **settings_record(settings))
+        tokens = TokenGrid(result.tokens, result.grid, vq_module.vocab_size, labels=labels,
                            seeds=seeds_for(seed, batch_size),
                            settings={**settings_record(settings), "steps": steps, "order": order, "overlap": overlap,
-                                     "tiles": len(result.tiles)})
+                                     "tiles": len(result.tiles), "classes": classes, "to_classes": to_classes,
+                                     "negative": negative})
         return io.NodeOutput(result.images.float().to(runtime.intermediate_device()), tokens)
 
 
-NODES = [LPDClassBlend, LPDVariation, LPDWideCanvas]
+class LPDClassMorph(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LPDClassMorph", display_name="LPD Class Morph", category=CATEGORY,
+            description=("Frames that turn one class (or mix) into another, as an image batch for an animated save "
+                         "node (Save Animated WEBP / PNG): frame i is conditioned on the mix (1 − w)·classes + "
+                         "w·to_classes, w going from 0 to 1 along `easing`, and every frame has the same seed and "
+                         "the schedule's order, so neighbouring frames change little. The first frame is exactly "
+                         "LPD Sampler's image of `classes` with that seed, the last that of `to_classes`."),
+            inputs=[
+                Model.Input("model", tooltip="The LPD model from LPD Model Loader."),
+                Tokenizer.Input("tokenizer", tooltip="The tokenizer: it decodes the frames."),
+                Schedule.Input("schedule", tooltip="Steps and order from LPD Schedule (same model), shared by all "
+                                                   "frames."),
+                io.String.Input("classes", default="0", tooltip="The first frame's class or mix. " + MIX_TOOLTIP),
+                io.String.Input("to_classes", default="9", tooltip="The last frame's class or mix, in the same form."),
+                io.Int.Input("frames", default=16, min=2, max=256, tooltip=(
+                    "Frames of the animation, the first and the last included. All are one batch, so they cost "
+                    "what a batch of that many images costs.")),
+                io.Combo.Input("easing", options=easing_choices(), default="linear", tooltip=(
+                    "How the last class's weight grows over the frames: linear, ease-in-out (slow at both ends), "
+                    "ease-in (slow start), ease-out (slow end).")),
+                io.Int.Input("layout_steps", default=-1, min=-1, max=4096, tooltip=(
+                    "The first decode steps of every frame follow `classes` in the first half of the frames and "
+                    "`to_classes` in the second, so composition and colours change once, in the middle, instead "
+                    "of drifting from frame to frame; 0 blends every step. -1 = half the schedule's steps.")),
+                *sampling_inputs("Sampling seed of every frame.", CFG_SCHEDULE_TOOLTIP),
+                negative_input(),
+            ],
+            outputs=[
+                io.Image.Output("images", tooltip="The frames (frames, height, width, 3), first to last: connect "
+                                                  "Save Animated WEBP or Save Animated PNG."),
+                Tokens.Output("tokens", tooltip="Their token grids, for LPD Decode."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, tokenizer, schedule, classes, to_classes, frames=16, easing="linear", layout_steps=DEFAULT,
+                seed=0, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT,
+                negative=""):
+        from lpd_core.morph import class_morph
+        from lpd_core.settings import check_easing, check_frames, check_layout_steps, check_negative
+        from lpd_core.weights import check_pair
+
+        module, vq_module = model.module, tokenizer.module
+        check_pair(module, vq_module)
+        start, end = _mix(classes, module), _mix(to_classes, module)
+        frames, easing = check_frames(frames), check_easing(easing)
+        layout_steps = None if layout_steps == DEFAULT else check_layout_steps(layout_steps, schedule.steps)
+        settings = resolve_widget_settings(module, steps=schedule.steps, cfg=cfg, cfg_schedule=cfg_schedule,
+                                           temperature=temperature, top_k=top_k, top_p=top_p)
+        contrast = negative_class(negative, module)
+        check_negative(contrast, settings.cfg)
+        grid = (schedule.grid_h, schedule.grid_w)
+        vq = tokenizer.ready(memory_required=runtime.vq_memory_per_image(
+            vq_module, grid[0] * vq_module.stride, grid[1] * vq_module.stride) * frames)
+        progress = _progress(schedule.steps, vq, grid)
+        lpd = model.ready(runtime.decoder_memory(model, frames, schedule.group_sizes, settings.cfg))
+        with runtime.fast_decoding(lpd) as fast:
+            result = class_morph(lpd, vq, start, end, schedule=schedule, frames=frames, easing=easing,
+                                 layout_steps=layout_steps, seed=seed, negative=contrast,
+                                 callback=lambda step: progress(step.step + 1, step), fast=fast,
+                                 **settings_record(settings))
+        tokens = TokenGrid(result.tokens, grid, vq_module.vocab_size, labels=None, seeds=[seed] * frames,
+                           settings={**settings_record(settings), "classes": classes, "to_classes": to_classes,
+                                     "weights": result.weights, "easing": easing, "layout_steps": layout_steps,
+                                     "negative": negative})
+        return io.NodeOutput(result.images.float().to(runtime.intermediate_device()), tokens)
+
+
+NODES = [LPDClassBlend, LPDVariation, LPDWideCanvas, LPDClassMorph]

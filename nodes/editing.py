@@ -9,7 +9,8 @@ under another class.
 from __future__ import annotations
 
 from . import runtime
-from .sampling import MODEL_DEFAULT, order_choices, resolve_widget_settings, sampling_inputs, settings_record
+from .sampling import (MODEL_DEFAULT, negative_class, negative_input, order_choices, resolve_widget_settings,
+                       sampling_inputs, settings_record)
 from .schema import CATEGORY, DEFAULT, Model, Tokenizer, Tokens, io
 from .tokens import TokenGrid
 
@@ -65,6 +66,7 @@ class LPDEditSampler(io.ComfyNode):
                     "on: pixels outside the regenerated tokens are copied from the input, so only the masked part "
                     "changes. off: the whole image is decoded from tokens (the kept part then shows the "
                     "tokenizer's reconstruction).")),
+                negative_input(),
             ],
             outputs=[
                 io.Image.Output("image", tooltip=(
@@ -79,12 +81,12 @@ class LPDEditSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, tokenizer, image, mask, class_index, steps=0, order="locality", seed=0, cfg=DEFAULT,
                 cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, grow=0, feather=0,
-                composite=True):
+                composite=True, negative=""):
         from lpd_core.checkpoints import generation_defaults
         from lpd_core.classes import find_class
         from lpd_core.editing import check_mask, edit
         from lpd_core.preview import LivePreview
-        from lpd_core.settings import seeds_for
+        from lpd_core.settings import check_negative, seeds_for
         from lpd_core.weights import check_pair
 
         module, vq_module = model.module, tokenizer.module
@@ -97,6 +99,8 @@ class LPDEditSampler(io.ComfyNode):
         settings = resolve_widget_settings(module, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule,
                                            temperature=temperature, top_k=top_k, top_p=top_p)
         seeds = seeds_for(seed, len(labels))
+        contrast = negative_class(negative, module)
+        check_negative(contrast, settings.cfg)
 
         size = grid * vq_module.stride
         per_image = runtime.vq_memory_per_image(vq_module, size, size)
@@ -114,13 +118,14 @@ class LPDEditSampler(io.ComfyNode):
         with runtime.fast_decoding(module) as fast:
             result = edit(module, vq_module, image[..., :3].float().cpu(), mask.float().cpu(), labels, steps=steps,
                           order=order, seed=seed, grow=grow, feather=feather, composite=composite,
-                          repulsion=settings.repulsion, callback=on_step, fast=fast, **settings_record(settings))
+                          repulsion=settings.repulsion, negative=contrast, callback=on_step, fast=fast,
+                          **settings_record(settings))
         if result.message:
             runtime.notify(result.message, "LPD Edit Sampler")
         regenerated = int(result.regenerated.sum())
         tokens = TokenGrid(result.tokens.cpu(), (grid, grid), vq_module.vocab_size, labels=labels, seeds=seeds,
                            settings={**settings_record(settings), "steps": min(steps, regenerated), "order": order,
-                                     "regenerated": regenerated})
+                                     "regenerated": regenerated, "negative": negative})
         return io.NodeOutput(result.images.float().to(runtime.intermediate_device()), tokens)
 
 

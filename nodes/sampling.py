@@ -60,6 +60,24 @@ def sampling_inputs(seed_tooltip: str, cfg_schedule_tooltip: str) -> list:
     ]
 
 
+NEGATIVE_TOOLTIP = ("Optional: a class or mix to guide away from, by index or name ('circle', 'tiger:0.5, lion:0.5'). "
+                    "Guidance then contrasts the class with this one instead of the null class: 'a fox, less like a "
+                    "dog'. Empty = the null class (plain guidance). Needs cfg above 1.")
+
+
+def negative_input():
+    """The optional negative-class field every sampler node has, last among its inputs."""
+    return io.String.Input("negative", optional=True, default="", tooltip=NEGATIVE_TOOLTIP)
+
+
+def negative_class(text: str, module):
+    """generate's `negative` from the field: None (the null class) when empty, else the class or mix."""
+    if not text or not text.strip():
+        return None
+    from lpd_core.blend import label_or_mix, parse_class_mix
+    return label_or_mix(parse_class_mix(text, module))
+
+
 def settings_record(settings) -> dict:
     """The sampling settings a TokenGrid carries, for reference."""
     return dict(cfg=settings.cfg, cfg_schedule=settings.cfg_schedule, temperature=settings.temperature,
@@ -149,6 +167,7 @@ class LPDSampler(io.ComfyNode):
                     "Optional: several classes, comma-separated indices or names ('207, 1, goldfish'). When not "
                     "empty it replaces class_index: batch_size images of each class, in order. While it is "
                     "set, the class picker adds the picked class to this list; empty it to use class_index.")),
+                negative_input(),
             ],
             outputs=[Tokens.Output("tokens", tooltip=(
                 "Generated token grids (one per image) with their grid size, for LPD Decode."))],
@@ -156,10 +175,10 @@ class LPDSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, schedule, class_index, batch_size, seed, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT,
-                temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, tokenizer=None, classes=""):
+                temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, tokenizer=None, classes="", negative=""):
         from lpd_core import generate
         from lpd_core.checkpoints import resolve_classes
-        from lpd_core.settings import seeds_for
+        from lpd_core.settings import check_negative, seeds_for
         from lpd_core.weights import check_pair
 
         module = model.module
@@ -170,6 +189,8 @@ class LPDSampler(io.ComfyNode):
         settings = resolve_widget_settings(module, steps=schedule.steps, cfg=cfg, cfg_schedule=cfg_schedule,
                                            temperature=temperature, top_k=top_k, top_p=top_p)
         seeds = seeds_for(seed, len(labels))
+        contrast = negative_class(negative, module)
+        check_negative(contrast, settings.cfg)
 
         preview = None
         if tokenizer is not None:
@@ -186,10 +207,10 @@ class LPDSampler(io.ComfyNode):
 
         model.ready(runtime.decoder_memory(model, len(labels), schedule.group_sizes, settings.cfg))
         with runtime.fast_decoding(module) as fast:
-            tokens = generate(module, schedule, labels, seeds=seeds, callback=on_step, fast=fast,
-                              **settings_record(settings))
+            tokens = generate(module, schedule, labels, seeds=seeds, negative=contrast, callback=on_step,
+                              fast=fast, **settings_record(settings))
         grid = TokenGrid(tokens.to("cpu"), (schedule.grid_h, schedule.grid_w), module.config.vocab_size,
-                         labels=labels, seeds=seeds, settings=settings_record(settings))
+                         labels=labels, seeds=seeds, settings={**settings_record(settings), "negative": negative})
         return io.NodeOutput(grid)
 
 
