@@ -27,10 +27,12 @@ window of the canvases.
 Negative class: for pairs of classes that share features (circle/ring, square/diamond, triangle/star,
 both ways), samples of the target class with plain guidance (against the null class) and with the
 other class as the negative, the same seeds, orders and cfg: the judge's mean probability of the
-negative class and of the target, and how many samples it names as each.
+negative class and of the target, and how many samples it names as each. The same for the half-half
+mix of the two classes as the target, where the judge is unsure to begin with.
 
-Morph: for each pair (A, B) and seed s, the frames of `class_morph` from A to B (seed s, the order of
-seed s), for several layout steps (0: a plain blend of every step). Reported: the mean pixel change
+Morph: for each pair (A, B) and seed s, the frames from A to B that `class_morph` makes with seed s and
+the order of seed s (all seeds in one batch, with the frames' classes of `morph.frame_classes`), for
+several layout steps (0: a plain blend of every step). Reported: the mean pixel change
 (mean absolute difference, values 0–1) between neighbouring frames and the largest one per morph,
 against the change between two seeds of one class (plain samples of A, and of B, with seeds s and
 s + 1); the Spearman correlation of the judge's P(B) with the frame index, per morph (averaged over
@@ -55,8 +57,8 @@ from lpd_core import generate, load_model, load_tokenizer
 from lpd_core.blend import ClassMix
 from lpd_core.canvas import wide_canvas
 from lpd_core.checkpoints import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH, generation_defaults
-from lpd_core.morph import class_morph
-from lpd_core.schedule import build_orders, build_schedule, group_sizes_for
+from lpd_core.morph import frame_classes, morph_weights
+from lpd_core.schedule import build_orders, group_sizes_for
 from lpd_core.variation import vary
 from training.judge import classify, load_judge, train_classifier
 from training.shapes import NUM_CLASSES, SHAPE_CLASSES, dataset_uint8
@@ -196,12 +198,16 @@ def negative_part(model, vq, judge, args, settings) -> list[dict]:
     common = dict(orders=locality_orders(grid, sizes, seeds), group_sizes=sizes, cfg=settings.cfg,
                   cfg_schedule=settings.cfg_schedule, seeds=seeds)
     rows = []
-    for target, negative in NEGATIVE_PAIRS[:args.negative_pairs]:
-        labels = [target] * len(seeds)
+    cases = [(target, negative, target) for target, negative in NEGATIVE_PAIRS[:args.negative_pairs]]
+    cases += [(ClassMix.between(target, negative, 0.5), negative, target)
+              for target, negative in NEGATIVE_PAIRS[:args.negative_pairs]]
+    for condition, negative, target in cases:
+        labels = [condition] * len(seeds)
         plain = judge_probabilities(judge, vq.decode_images(generate(model, None, labels, **common)))
         pushed = judge_probabilities(judge, vq.decode_images(generate(model, None, labels, negative=negative,
                                                                       **common)))
-        row = dict(target=SHAPE_CLASSES[target], negative=SHAPE_CLASSES[negative])
+        mixed = isinstance(condition, ClassMix)
+        row = dict(target=SHAPE_CLASSES[target], negative=SHAPE_CLASSES[negative], mix=mixed)
         for name, probabilities in (("plain", plain), ("with_negative", pushed)):
             named = probabilities.argmax(1)
             row[name] = dict(p_target=float(probabilities[:, target].mean()),
@@ -211,7 +217,8 @@ def negative_part(model, vq, judge, args, settings) -> list[dict]:
         row["target_within_0.05"] = abs(row["with_negative"]["p_target"] - row["plain"]["p_target"]) <= 0.05
         rows.append(row)
         a, b = row["plain"], row["with_negative"]
-        print(f"  {row['target']}, negative {row['negative']}: P({row['negative']}) {a['p_negative']:.4f} → "
+        print(f"  {'half-half mix of ' if mixed else ''}{row['target']}{' and ' + row['negative'] if mixed else ''}, "
+              f"negative {row['negative']}: P({row['negative']}) {a['p_negative']:.4f} → "
               f"{b['p_negative']:.4f}, P({row['target']}) {a['p_target']:.3f} → {b['p_target']:.3f}; named "
               f"{row['negative']} {a['named_negative']} → {b['named_negative']}, {row['target']} {a['named_target']} "
               f"→ {b['named_target']} of {len(seeds)}", flush=True)
@@ -234,41 +241,44 @@ def spearman(x, y) -> float:
 
 @torch.no_grad()
 def morph_part(model, vq, judge, args, settings) -> list[dict]:
+    """Morphs for many seeds in one batch: the frames' classes from `lpd_core.morph.frame_classes` (what
+    `class_morph` gives `generate`), each seed's frames with its own seed and order."""
     grid = model.config.grid_size
+    num_tokens = grid * grid
+    sizes = group_sizes_for(num_tokens, settings.steps)
     seeds = list(range(args.morph_seeds))
+    weights = morph_weights(args.frames)
+    frames = len(weights)
+    orders = locality_orders(grid, sizes, seeds).repeat_interleave(frames, 0)
+    common = dict(group_sizes=sizes, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule)
     layouts = [int(v) for v in args.layout_steps.split(",")]
     rows = []
     for first, second in PAIRS[:args.pairs]:
         plain_changes = []
         for label in (first, second):  # two seeds of one class: seed s against seed s + 1
             images = vq.decode_images(generate(model, None, [label] * (len(seeds) + 1),
-                                               orders=locality_orders(grid, group_sizes_for(grid * grid, settings.steps),
-                                                                      seeds + [len(seeds)]),
-                                               group_sizes=group_sizes_for(grid * grid, settings.steps),
-                                               cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
-                                               seeds=seeds + [len(seeds)]))
+                                               orders=locality_orders(grid, sizes, seeds + [len(seeds)]),
+                                               seeds=seeds + [len(seeds)], **common))
             plain_changes.append(float((images[1:] - images[:-1]).abs().mean()))
         for layout in layouts:
-            neighbour, largest, ends, curves, rhos = [], [], [], [], []
-            for seed in seeds:
-                schedule = build_schedule(grid, steps=settings.steps, order="locality", seed=seed)
-                result = class_morph(model, vq, first, second, schedule=schedule, frames=args.frames,
-                                     layout_steps=layout, seed=seed, cfg=settings.cfg,
-                                     cfg_schedule=settings.cfg_schedule)
-                change = (result.images[1:] - result.images[:-1]).abs().mean(dim=(1, 2, 3))
-                neighbour.append(float(change.mean()))
-                largest.append(float(change.max()))
-                ends.append(float((result.images[-1] - result.images[0]).abs().mean()))
-                curve = judge_probabilities(judge, result.images)[:, second].numpy()
-                curves.append(curve)
-                rhos.append(spearman(np.arange(len(curve)), curve))
-            mean_curve = np.mean(curves, axis=0)
+            classes = frame_classes(first, second, weights, model.config.num_classes, layout)
+            tiled = {name: (value * len(seeds) if isinstance(value, list) else
+                            value.repeat(len(seeds), 1) if isinstance(value, torch.Tensor) else value)
+                     for name, value in classes.items()}
+            tokens = generate(model, None, **tiled, orders=orders, seeds=[s for s in seeds for _ in range(frames)],
+                              **common)
+            images = vq.decode_images(tokens).reshape(len(seeds), frames, *vq_shape(vq, grid))
+            change = (images[:, 1:] - images[:, :-1]).abs().mean(dim=(2, 3, 4))
+            curves = judge_probabilities(judge, images.flatten(0, 1))[:, second].reshape(len(seeds), frames).numpy()
+            rhos = [spearman(np.arange(frames), curve) for curve in curves]
+            mean_curve = curves.mean(axis=0)
             row = dict(first=SHAPE_CLASSES[first], second=SHAPE_CLASSES[second], layout_steps=layout,
-                       frames=args.frames, seeds=len(seeds), neighbour_change=float(np.mean(neighbour)),
-                       largest_neighbour_change=float(np.mean(largest)), two_seeds_change=float(np.mean(plain_changes)),
-                       first_last_change=float(np.mean(ends)), spearman_per_seed=float(np.mean(rhos)),
-                       spearman_of_mean=spearman(np.arange(len(mean_curve)), mean_curve),
-                       p_second=mean_curve.tolist())
+                       frames=frames, seeds=len(seeds), neighbour_change=float(change.mean()),
+                       largest_neighbour_change=float(change.max(dim=1).values.mean()),
+                       two_seeds_change=float(np.mean(plain_changes)),
+                       first_last_change=float((images[:, -1] - images[:, 0]).abs().mean()),
+                       spearman_per_seed=float(np.mean(rhos)),
+                       spearman_of_mean=spearman(np.arange(frames), mean_curve), p_second=mean_curve.tolist())
             rows.append(row)
             print(f"  {row['first']} → {row['second']}, layout steps {layout}: neighbouring frames "
                   f"{row['neighbour_change']:.4f} (largest {row['largest_neighbour_change']:.4f}), two seeds of one "
@@ -277,6 +287,11 @@ def morph_part(model, vq, judge, args, settings) -> list[dict]:
                   f"{row['spearman_per_seed']:.3f}, of the mean {row['spearman_of_mean']:.3f}; P({row['second']}) "
                   f"{mean_curve[0]:.3f} → {mean_curve[-1]:.3f}", flush=True)
     return rows
+
+
+def vq_shape(vq, grid: int) -> tuple[int, int, int]:
+    side = grid * vq.stride
+    return side, side, 3
 
 
 @torch.no_grad()
@@ -304,10 +319,14 @@ def travel_part(model, vq, judge, args, settings) -> list[dict]:
     return rows
 
 
+PARTS = {"blend": ("blend:", blend_part), "variation": ("variation:", variation_part),
+         "wide": ("wide canvas:", wide_part), "negative": ("negative class:", negative_part),
+         "morph": ("morph:", morph_part), "travel": ("canvases from one class to another:", travel_part)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="blend,variation,wide,negative,morph,travel",
-                        help="blend, variation, wide, negative, morph, travel (comma-separated)")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"{', '.join(PARTS)} (comma-separated)")
     parser.add_argument("--pairs", type=int, default=len(PAIRS), help=f"class pairs to sweep (1..{len(PAIRS)})")
     parser.add_argument("--blend-samples", type=int, default=200, help="samples per weight and class pair")
     parser.add_argument("--blend-weights", type=int, default=11, help="weights from 0 to 1 (11: steps of 0.1)")
@@ -345,24 +364,10 @@ def main() -> None:
     predicted, _ = classify(judge, torch.from_numpy(real_uint8).float() / 255)
     results = dict(config=vars(args), judge_accuracy_real=float((predicted.numpy() == real_labels).mean()))
     print(f"judge accuracy on 1000 held-out real images: {results['judge_accuracy_real']:.3f}")
-    if "blend" in parts:
-        print("blend:")
-        results["blend"] = blend_part(model, vq, judge, args, settings)
-    if "variation" in parts:
-        print("variation:")
-        results["variation"] = variation_part(model, vq, judge, args, settings)
-    if "wide" in parts:
-        print("wide canvas:")
-        results["wide"] = wide_part(model, vq, judge, args, settings)
-    if "negative" in parts:
-        print("negative class:")
-        results["negative"] = negative_part(model, vq, judge, args, settings)
-    if "morph" in parts:
-        print("morph:")
-        results["morph"] = morph_part(model, vq, judge, args, settings)
-    if "travel" in parts:
-        print("canvases from one class to another:")
-        results["travel"] = travel_part(model, vq, judge, args, settings)
+    for name, (title, part) in PARTS.items():
+        if name in parts:
+            print(title)
+            results[name] = part(model, vq, judge, args, settings)
     print(f"total {time.perf_counter() - started:.0f} s")
     if args.json:
         with open(args.json, "w") as f:

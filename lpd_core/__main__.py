@@ -291,9 +291,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
     vary.add_argument("--strength", type=float, default=0.5,
                       help="share of tokens to regenerate, 0..1 (default 0.5); the rest is kept from the image")
     vary.add_argument("--count", type=int, default=1, help="variations to make (variation i uses seed + i)")
-    _add_model_arguments(vary)
-    _add_sampling_arguments(vary)
-    _add_negative_argument(vary)
+    _add_run_arguments(vary)
     vary.add_argument("--out", type=Path, required=True, help="output PNG (a grid when several)")
 
     wide = commands.add_parser(
@@ -317,9 +315,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
                       help="tokens each tile shares with the tiles before it (default: half a tile); more overlap "
                            "gives each tile more context, and takes more tiles")
     wide.add_argument("--batch", type=int, default=1, help="canvases to make (canvas i uses seed + i)")
-    _add_model_arguments(wide)
-    _add_sampling_arguments(wide)
-    _add_negative_argument(wide)
+    _add_run_arguments(wide)
     wide.add_argument("--out", type=Path, required=True, help="output PNG (canvases one under the other)")
 
     morph = commands.add_parser(
@@ -341,10 +337,15 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
                             "the frames and the end class in the second, so composition and colours change once, "
                             "in the middle; 0 blends every step (default: half the steps)")
     morph.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
-    _add_model_arguments(morph)
-    _add_sampling_arguments(morph)
-    _add_negative_argument(morph)
+    _add_run_arguments(morph)
     morph.add_argument("--out", type=Path, required=True, help="output animation: .webp (lossless) or .gif")
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, device, sampling and negative-class options of vary, wide and morph."""
+    _add_model_arguments(parser)
+    _add_sampling_arguments(parser)
+    _add_negative_argument(parser)
 
 
 def _add_negative_argument(parser: argparse.ArgumentParser) -> None:

@@ -62,6 +62,15 @@ def morph_mixes(start, end, weights, num_classes: int) -> torch.Tensor:
     return (1 - w) * first + w * last
 
 
+def frame_classes(start, end, weights, num_classes: int, layout_steps: int) -> dict:
+    """`generate`'s class arguments for frames with these end-class weights: the mixes in the class
+    slot, after `layout_steps` steps under the nearer end class (the start class where w < 0.5)."""
+    mixes = morph_mixes(start, end, weights, num_classes)
+    if not layout_steps:
+        return dict(labels=mixes)
+    return dict(labels=[start if w < 0.5 else end for w in weights], switch_labels=mixes, switch_step=layout_steps)
+
+
 @dataclass
 class MorphResult:
     images: torch.Tensor  # (frames, H, W, 3) in [0, 1]
@@ -82,11 +91,7 @@ def class_morph(model: LPD, tokenizer: VQModel, start, end, *, schedule: Schedul
     seed = check_seed(seed)
     weights = morph_weights(frames, easing)
     layout_steps = schedule.steps // 2 if layout_steps is None else check_layout_steps(layout_steps, schedule.steps)
-    mixes = morph_mixes(start, end, weights, model.config.num_classes)
-    classes = dict(labels=mixes)
-    if layout_steps:
-        classes = dict(labels=[start if w < 0.5 else end for w in weights], switch_labels=mixes,
-                       switch_step=layout_steps)
+    classes = frame_classes(start, end, weights, model.config.num_classes, layout_steps)
     tokens = generate(model, schedule, **classes, seeds=[seed] * len(weights), cfg=cfg, cfg_schedule=cfg_schedule,
                       temperature=temperature, top_k=top_k, top_p=top_p, negative=negative, callback=callback,
                       fast=fast)
