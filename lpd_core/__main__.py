@@ -11,9 +11,12 @@ Commands:
   sample-many  many images (e.g. 50,000 for FID) into a folder and an .npz; resumable; torchrun
 
 A problem with the user's input (an `lpd_core.errors.LPDError`: a setting out of range, a missing
-or damaged file, an unwritable output, an unavailable device, a folder of another run) is printed
-as one line `error: …` on stderr with exit status 2; Ctrl-C prints one line and exits with 130.
-Anything else is a bug and keeps its traceback.
+or damaged file, an unwritable output, an unavailable device, more memory than there is, a folder of
+another run) is printed as one line `error: …` on stderr with exit status 2; Ctrl-C prints one line
+and exits with 130. Anything else is a bug and keeps its traceback.
+
+Each command imports the modules it needs when it runs (imports inside the functions, for start-up
+time: a command does not pay for the others').
 """
 
 from __future__ import annotations
@@ -42,6 +45,17 @@ def _progress_bar(description: str, total: int | None = None, unit: str = "it"):
     from tqdm import tqdm
     return tqdm(total=total, desc=description, unit=unit, unit_scale=unit == "B", leave=False,
                 file=sys.stderr, dynamic_ncols=True)
+
+
+def _step_progress(steps: int):
+    """A progress bar over the decode steps, and the callback that advances it (a batch decoded in
+    chunks, `lpd_core.memory`, has more steps than its schedule)."""
+    bar = _progress_bar("decoding", total=steps, unit="step")
+
+    def advance(step) -> None:
+        bar.total = step.total
+        bar.update(1)
+    return bar, advance
 
 
 def _download_progress(name: str):
@@ -150,13 +164,11 @@ def _fast(choice: str, device: str) -> bool:
 
 
 def run_generate(args) -> None:
-    import torch
-
     from . import generate
-    from .checkpoints import load_pair
+    from .checkpoints import load_pair, resolve_settings
     from .imaging import check_image_path, image_grid, save_image
     from .schedule import build_schedule
-    from .settings import check_count, check_negative, check_proximity, check_seed, resolve_settings, seeds_for
+    from .settings import check_count, check_negative, check_proximity, check_seed, seeds_for
     from .weights import resolve_device
 
     # Everything the user gave is checked before a model is loaded.
@@ -169,7 +181,7 @@ def run_generate(args) -> None:
         raise SettingError("--switch-class and --switch-step go together: give both, or neither")
     model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
                                  progress_for=_download_progress)
-    labels = _generate_labels(args, model, batch)
+    labels = _generate_labels(args, model, tokenizer, batch)
     settings = resolve_settings(model, steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
                                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 repulsion=args.repulsion)
@@ -177,15 +189,14 @@ def run_generate(args) -> None:
                               proximity=proximity, repulsion=settings.repulsion)
     negative = _negative(args, model)
     check_negative(negative, settings.cfg)
-    bar = _progress_bar("decoding", total=schedule.steps, unit="step")
+    bar, advance = _step_progress(schedule.steps)
+
     tokens = generate(model, schedule, labels, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
                       temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-                      seeds=seeds_for(seed, len(labels)), callback=lambda step: bar.update(1),
-                      negative=negative, fast=_fast(args.fast, device),
-                      **_class_switch(args, model, len(labels)))
+                      seeds=seeds_for(seed, len(labels)), callback=advance, negative=negative,
+                      fast=_fast(args.fast, device), **_class_switch(args, model, len(labels)))
     bar.close()
-    with torch.no_grad():
-        images = tokenizer.decode_images(tokens)
+    images = tokenizer.decode_images(tokens)
     save_image(image_grid(images, columns=batch if len(labels) > batch else None), args.out)
     print(f"wrote {args.out}: {len(labels)} image(s) of class(es) {', '.join(map(str, dict.fromkeys(labels)))}, "
           f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}{_negative_words(args, model)}, seed {seed}")
@@ -224,12 +235,12 @@ def run_sample_many(args) -> None:
 def run_schedule(args) -> None:
     from .imaging import check_image_path, order_map_image, save_image, to_pil
     from .schedule import build_schedule
-    from .settings import check_integer, check_proximity, check_seed
+    from .settings import check_integer, check_pixels, check_proximity, check_seed
 
     if args.grid is not None:
         grid = check_integer("--grid", args.grid, 1)
     else:
-        grid = check_integer("--resolution", args.resolution, TOKENIZER_STRIDE) // TOKENIZER_STRIDE
+        grid = check_pixels("--resolution", args.resolution, TOKENIZER_STRIDE)
     steps = check_integer("steps", args.steps, 1, grid * grid)
     seed, proximity = check_seed(args.seed), check_proximity(args.proximity)
     repulsion = None if args.repulsion is None else check_integer("repulsion", args.repulsion, 0)
@@ -335,7 +346,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
     morph.add_argument("--layout-steps", type=int,
                        help="the first decode steps of every frame follow the start class in the first half of "
                             "the frames and the end class in the second, so composition and colours change once, "
-                            "in the middle; 0 blends every step (default: half the steps)")
+                            "in the middle; 0 blends every step (default: a quarter of the steps)")
     morph.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
     _add_run_arguments(morph)
     morph.add_argument("--out", type=Path, required=True, help="output animation: .webp (lossless) or .gif")
@@ -366,14 +377,17 @@ def _negative_words(args, model) -> str:
     return "" if args.negative is None else f", negative {_negative(args, model)}"
 
 
-def _generate_labels(args, model, batch: int) -> list:
-    """generate's labels: `batch` images of each --class, or of each --blend mix."""
+def _generate_labels(args, model, tokenizer, batch: int) -> list:
+    """generate's labels: `batch` images of each --class, or of each --blend mix, once their images
+    are known to fit in memory (NotEnoughMemoryError before any list of them is made)."""
     from .blend import label_or_mix, parse_class_mix
-    from .checkpoints import resolve_classes
+    from .classes import resolve_classes
     if args.blends:
         wanted = [label_or_mix(parse_class_mix(text, model)) for text in args.blends]
     else:
         wanted = [c for text in args.classes for c in resolve_classes(text, model)]
+    side = model.config.grid_size * tokenizer.stride
+    tokenizer.images_at_once(len(wanted) * batch, side, side)
     return [label for label in wanted for _ in range(batch)]
 
 
@@ -388,15 +402,14 @@ def _class_switch(args, model, batch: int) -> dict:
 
 def _load_for(args):
     """Device, model, tokenizer and resolved settings of a vary/wide run."""
-    from .checkpoints import load_pair
-    from .settings import resolve_settings
+    from .checkpoints import load_pair, resolve_settings
     from .weights import resolve_device
     device = resolve_device(args.device)
     model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
                                  progress_for=_download_progress)
     settings = resolve_settings(model, steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
                                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                repulsion=args.repulsion)
+                                repulsion=args.repulsion, steps_up_to_tokens=True)
     return device, model, tokenizer, settings
 
 
@@ -429,7 +442,7 @@ def run_vary(args) -> None:
     try:
         with Image.open(args.image) as picture:
             image = torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255)[None]
-    except OSError as error:  # missing, unreadable or not an image
+    except (OSError, ValueError, Image.DecompressionBombError) as error:  # missing, unreadable, not an image, huge
         raise SettingError(f"cannot read --image {args.image}: {error}; give the path of a PNG or JPEG picture") \
             from None
     device, model, tokenizer, settings = _load_for(args)
@@ -445,9 +458,9 @@ def run_vary(args) -> None:
 
 def run_wide(args) -> None:
     from .blend import label_or_mix, parse_class_mix, parse_class_mixes
-    from .canvas import canvas_tokens, wide_canvas
+    from .canvas import wide_canvas
     from .imaging import check_image_path, image_grid, save_image
-    from .settings import check_count, check_seed
+    from .settings import check_count, check_pixels, check_seed
 
     check_seed(args.seed)
     check_count("--batch", args.batch)
@@ -455,7 +468,7 @@ def run_wide(args) -> None:
     device, model, tokenizer, settings = _load_for(args)
     stride, side = tokenizer.stride, model.config.grid_size * tokenizer.stride
     height = side if args.height is None else args.height
-    columns, rows = canvas_tokens(args.width, height, stride, names=("--width", "--height"))
+    columns, rows = check_pixels("--width", args.width, stride), check_pixels("--height", height, stride)
     tile_labels = parse_class_mixes(args.mix, model)
     if len(tile_labels) > 1 and args.to_mix is not None:
         raise SettingError("--to-class goes with one --class (the start); with a class per tile ('a; b; c') leave "
@@ -501,12 +514,12 @@ def run_morph(args) -> None:
         check_layout_steps(args.layout_steps, schedule.steps)
     negative = _negative(args, model)
     check_negative(negative, settings.cfg)
-    bar = _progress_bar("decoding", total=schedule.steps, unit="step")
+    bar, advance = _step_progress(schedule.steps)
+
     result = class_morph(model, tokenizer, start, end, schedule=schedule, frames=frames, easing=args.easing,
                          layout_steps=args.layout_steps, seed=seed, cfg=settings.cfg,
                          cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,
-                         top_p=settings.top_p, negative=negative, callback=lambda step: bar.update(1),
-                         fast=_fast(args.fast, device))
+                         top_p=settings.top_p, negative=negative, callback=advance, fast=_fast(args.fast, device))
     bar.close()
     save_animation(result.images, args.out, args.fps)
     print(f"wrote {args.out}: {frames} frames from {start} to {end} ({args.easing}) at {args.fps:g} fps, "

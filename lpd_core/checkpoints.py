@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Callable
 
 from . import classes, hub
-from .errors import CheckpointError, SettingError
+from .errors import CheckpointError
+from .files import as_path
 from .model import LPD, PRESETS
-from .settings import GenerationSettings, check_integer
+from .settings import GenerationSettings, check_integer, check_settings
 from .vq import VQModel
-from .weights import load_model, load_tokenizer
+from .weights import check_pair, load_model, load_tokenizer
 
 DEMO = "demo"  # the bundled model trained on procedural shapes: works offline
 DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
@@ -36,8 +37,7 @@ def find_checkpoint(spec: str | os.PathLike, folder=None, progress: Callable | N
     """A checkpoint file for `spec`: an existing file; a folder holding exactly one checkpoint;
     "demo" (the bundled model, or its tokenizer); or a registry name (found in `folder`, or
     downloaded there with `progress`)."""
-
-    path = Path(spec)
+    path = as_path(spec, "checkpoint", CheckpointError)
     if path.is_file():
         return path
     if path.is_dir():
@@ -84,32 +84,31 @@ def generation_defaults(model: LPD, steps: int | None = None) -> GenerationSetti
     return GenerationSettings(steps, 4.0)
 
 
-def class_names_for(model: LPD) -> list[str] | None:
-    """Display names of the model's classes: its own (stored in the file) or ImageNet's."""
-    if model.class_names:
-        return list(model.class_names)
-    return classes.class_names() if model.config.num_classes == classes.IMAGENET_NUM_CLASSES else None
+def resolve_settings(model: LPD, *, steps: int | None = None, cfg: float | None = None,
+                     cfg_schedule: str | None = None, temperature: float | None = None, top_k: int | None = None,
+                     top_p: float | None = None, repulsion: int | None = None,
+                     steps_up_to_tokens: bool = False) -> GenerationSettings:
+    """The settings to generate with: each one given, or else the model's default for that step
+    count (`generation_defaults`). None means "not given"; every value is checked
+    (`settings.check_settings`) before any work starts.
 
-
-def resolve_classes(text: str, model: LPD) -> list[int]:
-    """Class indices for a comma-separated list of indices and names, checked against the model."""
-    num_classes = model.config.num_classes
-    if model.class_names:
-        return classes.parse_classes(text, num_classes, names=[[name] for name in model.class_names])
-    if num_classes == classes.IMAGENET_NUM_CLASSES:
-        return classes.parse_classes(text, num_classes)
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items or not all(item.lstrip("-").isdigit() for item in items):
-        raise SettingError(f"this model's classes have no names: give class indices from 0 to {num_classes - 1}")
-    return [classes.find_class(int(item), num_classes) for item in items]
+    `steps_up_to_tokens`: where steps count the groups of the tokens to generate and are capped by
+    them (editing, variations, canvas tiles), any step count ≥ 1 is taken and more steps than the
+    model has tokens mean one per token."""
+    num_tokens = model.config.num_tokens
+    if steps is not None:
+        steps = check_integer("steps", steps, 1, None if steps_up_to_tokens else num_tokens)
+        steps = min(steps, num_tokens)
+    defaults = generation_defaults(model, steps)
+    given = dict(cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
+                 repulsion=repulsion)
+    return check_settings(replace(defaults, **{k: v for k, v in given.items() if v is not None}), num_tokens)
 
 
 def load_pair(model_spec=None, tokenizer_spec=None, folder=None, device="cpu", dtype="fp32",
               progress_for: Callable[[str], Callable] | None = None) -> tuple[LPD, VQModel]:
     """Load a model and its tokenizer. No model: the demo model. No tokenizer: the one named in
     the model's file (the demo's own), else LlamaGen's VQ-16 as the published models use."""
-    from .weights import check_pair
-
     progress = progress_for or (lambda name: None)
     model_spec = model_spec or DEMO
     model = load_model(find_checkpoint(model_spec, folder, progress(str(model_spec))), device, dtype)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-import numbers
 import re
 from pathlib import Path
 
 from .errors import SettingError
+from .settings import whole_number
 
 IMAGENET_NUM_CLASSES = 1000  # the published models' classes: ImageNet-1k
 _CLASSES_FILE = Path(__file__).with_name("data") / "imagenet_classes.json"
@@ -49,7 +49,10 @@ def class_names() -> list[str]:
     return [names[0] for names in _class_name_lists()]
 
 
-def _check_index(index: int, num_classes: int) -> int:
+def check_class(index, num_classes: int) -> int:
+    """A class index of a model with `num_classes` classes: a whole number from 0 to num_classes − 1.
+    The one class-range rule (names, indices, mixes, generate's labels)."""
+    index = whole_number("a class index", index)
     if not 0 <= index < num_classes:
         raise SettingError(f"class index {index} is out of range: this model has {num_classes} classes, so use "
                            f"an index from 0 to {num_classes - 1}")
@@ -59,7 +62,7 @@ def _check_index(index: int, num_classes: int) -> int:
 def class_synonyms(index: int) -> list[str]:
     """All names of class `index`: its display name first, then its synonyms."""
     names = _class_name_lists()
-    return list(names[_check_index(index, len(names))])
+    return list(names[check_class(index, len(names))])
 
 
 def class_label(index: int) -> str:
@@ -117,20 +120,18 @@ def find_class(query: str | int, num_classes: int = IMAGENET_NUM_CLASSES, names=
     """
     name_lists = _class_name_lists() if names is None else tuple(tuple(n) for n in names)
     normalised = _normalised_names() if names is None else tuple(tuple(map(_normalise, n)) for n in name_lists)
-    if isinstance(query, bool):
-        raise SettingError("class must be an index or a name, not a bool")
-    if isinstance(query, numbers.Integral):  # int, or a numpy integer
-        return _check_index(int(query), num_classes)
+    if not isinstance(query, str):  # an index (int, numpy integer): anything else is refused with words
+        return check_class(query, num_classes)
     text = query.strip()
     if _INTEGER.fullmatch(text):
-        return _check_index(int(text), num_classes)
+        return check_class(int(text), num_classes)
     wanted = _normalise(text)
     if not wanted:
         raise SettingError(f"no class given: {_how_to_name(num_classes, name_lists)}")
 
     found = _match_name(wanted, normalised)
     if len(found) == 1:
-        return _check_index(found[0], num_classes)
+        return check_class(found[0], num_classes)
     if found:
         raise SettingError(
             f"class name '{text}' is ambiguous; it matches {_describe(found, name_lists)}. Give the index or more of the name."
@@ -148,3 +149,19 @@ def parse_classes(text: str, num_classes: int = IMAGENET_NUM_CLASSES, names=None
         name_lists = _class_name_lists() if names is None else names
         raise SettingError(f"no class given: {_how_to_name(num_classes, name_lists)}; separate several with commas")
     return [find_class(item, num_classes, names) for item in queries]
+
+
+def resolve_classes(text: str, model) -> list[int]:
+    """Class indices for a comma-separated list of indices and names, checked against the model's
+    classes: its own names (stored in its file), ImageNet's for a 1000-class model, else indices only."""
+    if not isinstance(text, str):
+        raise SettingError(f"classes must be text (indices or names, comma-separated), got {text!r}")
+    num_classes = model.config.num_classes
+    if model.class_names:
+        return parse_classes(text, num_classes, names=[[name] for name in model.class_names])
+    if num_classes == IMAGENET_NUM_CLASSES:
+        return parse_classes(text, num_classes)
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items or not all(_INTEGER.fullmatch(item) for item in items):
+        raise SettingError(f"this model's classes have no names: give class indices from 0 to {num_classes - 1}")
+    return [find_class(int(item), num_classes) for item in items]

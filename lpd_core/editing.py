@@ -10,9 +10,10 @@ image (shorter side to the model's resolution, then centre crop), and a token is
 any pixel of its patch has mask ≥ 0.5; `grow` then widens the regenerated region by that many
 tokens in every direction (8-neighbour dilation).
 
-Inputs are checked before any work (`check_images`, `check_mask`: SettingError with what to do):
-images (B, H, W, 1 or 3) floats in [0, 1], a mask (H, W) or (B, H, W) in [0, 1] with the image's
-aspect ratio (another size with the same ratio is fine; another ratio is refused, never cropped).
+Inputs are checked before any work (`vq.check_images`, `check_mask`: SettingError with what to
+do): images (B, H, W, 1 or 3) floats in [0, 1], a mask (H, W) or (B, H, W) in [0, 1] with the
+image's aspect ratio (another size with the same ratio is fine; another ratio is refused, never
+cropped).
 """
 
 from __future__ import annotations
@@ -24,50 +25,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .blend import check_labels
+from .checkpoints import resolve_settings
 from .errors import SettingError
-from .generate import DecodeStep, generate
+from .generate import DecodeStep, check_callback, check_negative_classes, generate
 from .locality import default_repulsion, locality_order
 from .model import LPD
 from .schedule import build_schedule, group_sizes_for, random_order
-from .settings import check_integer, check_order, check_proximity, check_seed, resolve_settings, seeds_for
-from .vq import VQModel
+from .settings import (check_flag, check_integer, check_negative, check_number, check_order, check_proximity,
+                       check_seed, seeds_for)
+from .vq import VQModel, check_images, check_pixels
 from .weights import check_pair
-
-_RANGE_TOLERANCE = 1e-3  # resampling may overshoot [0, 1] by a rounding error
-
-
-def _check_pixels(name: str, values: torch.Tensor, shape_words: str) -> None:
-    if not values.dtype.is_floating_point:
-        raise SettingError(f"the {name} must hold floats in [0, 1], got {values.dtype}; for 8-bit pixels divide "
-                           f"by 255 ({shape_words})")
-    low, high = float(values.min()), float(values.max())
-    if not (torch.isfinite(values).all() and low >= -_RANGE_TOLERANCE and high <= 1 + _RANGE_TOLERANCE):
-        raise SettingError(f"the {name} values must be finite and in [0, 1], got {low:g} to {high:g}; for 0..255 "
-                           f"pixels divide by 255, for [-1, 1] pixels use (x + 1) / 2")
-
-
-def check_images(images) -> torch.Tensor:
-    """Images as editing and encoding take them: (B, H, W, 3) floats in [0, 1] (a single channel
-    is grey and is repeated to 3). SettingError, saying what to do, for anything else."""
-    shape_words = "images are (batch, height, width, 3) floats in [0, 1], as ComfyUI's IMAGE"
-    if not isinstance(images, torch.Tensor):
-        raise SettingError(f"the images must be a torch tensor, got {type(images).__name__}; {shape_words}")
-    if images.ndim == 3:
-        raise SettingError(f"the images have shape {tuple(images.shape)}, one dimension short; add the batch "
-                           f"dimension (images[None]): {shape_words}")
-    if images.ndim != 4:
-        raise SettingError(f"the images must have 4 dimensions, got shape {tuple(images.shape)}; {shape_words}")
-    batch, height, width, channels = images.shape
-    if channels == 4:
-        raise SettingError("the images have 4 channels (RGBA); drop the alpha channel (images[..., :3]) or "
-                           "composite it over a background first")
-    if channels not in (1, 3):
-        raise SettingError(f"the images have {channels} channels (shape {tuple(images.shape)}); {shape_words}")
-    if batch == 0 or height == 0 or width == 0:
-        raise SettingError(f"the images are empty (shape {tuple(images.shape)}): give at least one image of "
-                           f"at least 1×1 pixels")
-    _check_pixels("images", images, shape_words)
-    return images.expand(-1, -1, -1, 3) if channels == 1 else images
 
 
 def square_side(tokenizer: VQModel, model: LPD | None = None, size: int = 256) -> int:
@@ -112,9 +80,13 @@ def pad_for_outpaint(images: torch.Tensor, size: int, stride: int, left: int = 0
     inner rectangle with its aspect ratio kept and centred there; everything it does not cover
     is masked. Returns (canvas (B, size, size, 3), mask (B, size, size), 1 = generate)."""
     images = check_images(images)
-    bands = dict(left=left, top=top, right=right, bottom=bottom)
+    size, stride = check_integer("the canvas size", size, 1), check_integer("the stride", stride, 1)
+    bands = {name: check_integer(f"the {name} band", band, 0)
+             for name, band in dict(left=left, top=top, right=right, bottom=bottom).items()}
+    left, top, right, bottom = bands.values()
+    fill = check_number("the fill", fill, 0.0, 1.0)
     inner_w, inner_h = size - (left + right) * stride, size - (top + bottom) * stride
-    if min(bands.values()) < 0 or inner_w < stride or inner_h < stride:
+    if inner_w < stride or inner_h < stride:
         raise SettingError(f"outpaint bands {bands} (in tokens of {stride} px) must be ≥ 0 and leave room for "
                          f"the image inside the {size}px canvas: at most {size // stride - 1} tokens in each "
                          f"direction together")
@@ -153,7 +125,12 @@ def plan_edit(regenerate: torch.Tensor, steps: int, order: str = "locality", see
     get `steps` groups (at most one per position) in the chosen order; "locality" grows them from
     the kept region's border.
     """
-    check_order(order)
+    order, seed, steps = check_order(order), check_seed(seed), check_integer("steps", steps, 1)
+    if not isinstance(regenerate, torch.Tensor) or regenerate.dtype != torch.bool or regenerate.ndim != 2 \
+            or regenerate.shape[0] != regenerate.shape[1]:
+        raise SettingError(f"the positions to regenerate are a square (grid, grid) boolean tensor, True = regenerate; "
+                           f"got {getattr(regenerate, 'dtype', type(regenerate).__name__)} of shape "
+                           f"{tuple(getattr(regenerate, 'shape', ()))}")
     grid = regenerate.shape[0]
     num_tokens = grid * grid
     target = regenerate.reshape(-1).cpu().numpy()
@@ -161,10 +138,10 @@ def plan_edit(regenerate: torch.Tensor, steps: int, order: str = "locality", see
     if unknown == 0:
         raise SettingError("the mask covers no token: nothing to regenerate; paint the area to regenerate with "
                            "mask value ≥ 0.5")
+    steps = min(steps, unknown)  # at least one token per step
     if unknown == num_tokens:  # plain generation, exactly as generate() would do it
         schedule = build_schedule(grid, steps=steps, order=order, seed=seed, proximity=proximity, repulsion=repulsion)
         return EditPlan(schedule.order, schedule.group_sizes, 0)
-    steps = min(steps, unknown)
     new_sizes = group_sizes_for(unknown, steps)
     kept = np.flatnonzero(~target)
     rng_order = random_order(len(kept), seed)
@@ -199,6 +176,7 @@ class EditResult:
     message: str = ""
 
 
+@torch.no_grad()
 def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tensor, labels, *,
          steps: int | None = None, order: str = "locality", seed: int = 0, cfg: float | None = None,
          cfg_schedule: str | None = None, temperature: float | None = None, top_k: int | None = None,
@@ -211,20 +189,28 @@ def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tenso
     One mask (H, W) or its first row (B, H, W) serves the whole batch; it must have the images'
     aspect ratio (`check_mask`). Images are fitted to the model's resolution first
     (`fit_to_resolution`). steps, cfg, cfg_schedule, temperature, top_k, top_p, repulsion: None =
-    the model's defaults (`settings.resolve_settings`). With `composite`, pixels outside the
+    the model's defaults (`checkpoints.resolve_settings`; steps count the groups of the regenerated
+    tokens, at most one per token). With `composite`, pixels outside the
     regenerated tokens are the input's own; `feather` (in tokens) blends across the border. Image b
     uses seed + b. `fast`: `generate`'s fast path. Every input is checked before any work.
     """
     check_pair(model, tokenizer)
+    side = model.config.grid_size * tokenizer.stride
+    # the input fitted, the decoded and the composited images fit in memory: checked before the pixels are read
+    tokenizer.images_at_once(image_count(images), side, side, copies=3)
     images = check_images(images)
     check_mask(images, mask)
+    batch = images.shape[0]
     settings = resolve_settings(model, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature,
-                                top_k=top_k, top_p=top_p, repulsion=repulsion)
-    check_order(order)
-    check_proximity(proximity)
-    seeds = seeds_for(check_seed(seed), images.shape[0])
+                                top_k=top_k, top_p=top_p, repulsion=repulsion, steps_up_to_tokens=True)
+    order, proximity = check_order(order), check_proximity(proximity)
+    seeds = seeds_for(seed, batch)
     grow, feather = check_integer("grow", grow, 0), check_integer("feather", feather, 0)
-    labels = _check_labels(labels, images.shape[0], model.config.num_classes)
+    composite, fast = check_flag("composite", composite), check_flag("fast", fast)
+    check_callback(callback)
+    labels = check_labels(labels, model.config.num_classes, batch)
+    check_negative(negative, settings.cfg)
+    check_negative_classes(negative, model.config.num_classes, batch)
     grid, stride = model.config.grid_size, tokenizer.stride
     size = grid * stride
     fitted = fit_to_resolution(images, size)
@@ -235,31 +221,23 @@ def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tenso
         return EditResult(fitted, tokenizer.encode_images(fitted), regenerate,
                           "the mask covers no token, so the image is returned unchanged; paint the area to "
                           "regenerate with mask value ≥ 0.5")
-    plan = plan_edit(regenerate, settings.steps, order, seed, proximity, settings.repulsion)
-    with torch.no_grad():
-        codes = tokenizer.encode_images(fitted).to(model.pos_embed.device)
-    batch = images.shape[0]
+    plan = plan_edit(regenerate, settings.steps, order, seeds[0], proximity, settings.repulsion)
+    codes = tokenizer.encode_images(fitted).to(model.pos_embed.device)
     tokens = generate(model, labels=labels, batch=batch, orders=torch.from_numpy(plan.order),
                       group_sizes=plan.group_sizes, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
                       temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p, seeds=seeds,
                       negative=negative, callback=callback, known_tokens=codes, known_steps=plan.known_steps,
                       fast=fast)
-    with torch.no_grad():
-        decoded = tokenizer.decode_images(tokens)
+    decoded = tokenizer.decode_images(tokens)
     if composite:
         alpha = _composite_alpha(regenerate, stride, feather)
         decoded = alpha[None, :, :, None] * decoded + (1 - alpha[None, :, :, None]) * fitted
     return EditResult(decoded, tokens.cpu(), regenerate)
 
 
-def _check_labels(labels, batch: int, num_classes: int) -> torch.Tensor:
-    """One class index for all images, or one per image, each in 0..num_classes−1."""
-    values = torch.as_tensor(labels).reshape(-1)
-    if values.dtype.is_floating_point or values.dtype == torch.bool or values.numel() not in (1, batch):
-        raise SettingError(f"labels must be one class index, or one per image ({batch}), got {labels!r}")
-    for value in values.tolist():
-        check_integer("class index", value, 0, num_classes - 1)
-    return values.expand(batch) if values.numel() == 1 else values
+def image_count(images) -> int:
+    """How many images a batch holds, as far as its shape tells before it is checked."""
+    return images.shape[0] if isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[0] else 1
 
 
 def _composite_alpha(regenerate: torch.Tensor, stride: int, feather: int) -> torch.Tensor:
@@ -287,7 +265,7 @@ def check_mask(image, mask) -> None:
     if mask.numel() == 0:
         raise SettingError(f"the mask is empty (shape {tuple(mask.shape)}); give one with the image's frame")
     if mask.dtype != torch.bool:  # True/False masks are fine as they are
-        _check_pixels("mask", mask, "a mask is (height, width) or (batch, height, width), 1 = regenerate")
+        check_pixels("mask", mask, "a mask is (height, width) or (batch, height, width), 1 = regenerate")
     image_h, image_w = image.shape[1:3]
     mask_h, mask_w = mask.shape[-2:]
     if (mask_h, mask_w) == (image_h, image_w) or float(mask.max()) < 0.5:

@@ -1,7 +1,7 @@
 """The one family of errors that mean "the user's input is at fault".
 
-Everything here is raised by the library where a setting, a file or a path the user gave cannot be
-used; the message says what was wrong, the valid range, and what to do. The CLI prints these as one
+Everything here is raised by the library where a setting, a file, a path, a device or an amount
+of memory the user asked for cannot be used; the message says what was wrong, the valid range, and what to do. The CLI prints these as one
 line and exits with status 2, the nodes show them as the node's error. Any other exception is a bug
 and keeps its traceback.
 
@@ -35,6 +35,11 @@ class OutputError(LPDError, OSError):
 
 class DeviceError(LPDError, RuntimeError):
     """The requested device is not available in this torch build or on this machine."""
+
+
+class NotEnoughMemoryError(LPDError, MemoryError):
+    """A run that cannot fit in the device's available memory, even in chunks; refused before it
+    allocates anything, with the figures and how many images would fit."""
 
 
 class ResumeError(LPDError, ValueError):

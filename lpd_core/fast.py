@@ -9,10 +9,11 @@ seeded draw) over buffers that stay put, and every later step of that shape is o
 rows into the graph's input and one replay.
 
 The state (buffers, graphs) lives on the model, for one batch size and guidance setting at a time,
-and is rebuilt when the model's weights move (ComfyUI offloading it, `.to()`), change dtype or the
-batch changes; labels, negative classes, seeds, orders, cfg, temperature and top-p are graph
-inputs, so they never cause a new capture (a new top-k or switching greedy/nucleus on or off
-captures that variant once).
+and is rebuilt when the model's weights move (ComfyUI offloading it, `.to()`), change dtype, the
+batch changes or the run is in the other inference mode (tensors made under
+`torch.inference_mode()`, as ComfyUI runs its nodes, cannot be written outside it); labels,
+negative classes, seeds, orders, cfg, temperature and top-p are graph inputs, so they never cause a
+new capture (a new top-k or switching greedy/nucleus on or off captures that variant once).
 `release_fast_state(model)` frees it. Where capture fails (some cudaMallocAsync set-ups, old
 drivers, ...) the same steps run without graphs after one log line; it never fails the
 generation. On the CPU there is nothing to capture: the step function runs eagerly over the same
@@ -47,8 +48,9 @@ def padded_length(length: int) -> int:
 
 
 def _fingerprint(model: LPD, batch: int, guided: bool) -> tuple:
-    """Everything a captured graph depends on: a graph reads weights at fixed addresses."""
-    return (batch, guided, model.pos_embed.device, model.pos_embed.dtype,
+    """Everything a captured graph depends on: a graph reads weights at fixed addresses, and its
+    buffers can only be written in the inference mode they were made in."""
+    return (batch, guided, model.pos_embed.device, model.pos_embed.dtype, torch.is_inference_mode_enabled(),
             tuple(p.data_ptr() for p in model.parameters()))
 
 
@@ -175,6 +177,12 @@ def static_decoder(model: LPD, batch: int, guided: bool) -> StaticDecoder:
         state = StaticDecoder(model, batch, guided)
         setattr(model, _STATE_ATTRIBUTE, state)
     return state
+
+
+def holds(model: LPD, batch: int, guided: bool) -> bool:
+    """Whether the model keeps a fast-path state this run would reuse (its memory is already taken)."""
+    state = getattr(model, _STATE_ATTRIBUTE, None)
+    return state is not None and state.fingerprint == _fingerprint(model, batch, guided)
 
 
 def release_fast_state(model: LPD) -> None:

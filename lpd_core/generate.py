@@ -10,21 +10,27 @@ branches: the step is swapped, not branched on.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Sequence
 
 import torch
 
-from .blend import class_weights, is_class_mix
+from .blend import check_labels
 from .errors import SettingError
-from .fast import padded_length, release_fast_state, static_decoder
+from .fast import decoder_memory_bytes, holds, padded_length, release_fast_state, static_decoder
+from .locality import check_positions
+from .memory import chunk_starts, plan_chunks
 from .model import LPD
-from .sampling import CFG_SCHEDULES, guidance_table, seed_uniforms
-from .schedule import Schedule, validate_group_sizes, validate_order
-from .settings import check_negative
-from .step import DecodeBuffers, EagerStep, Sampling, plan_steps
+from .sampling import guidance_table, seed_uniforms
+from .schedule import Schedule
+from .settings import (GenerationSettings, check_count, check_flag, check_group_sizes, check_integer,
+                       check_negative, check_seed, check_settings, seed_of)
+from .step import DecodeBuffers, EagerStep, Sampling, StepPlan, plan_steps
 
 LOOP_RANGE = "lpd_core.decode_loop"  # profiler range of the step loop (see tests/test_step.py)
+log = logging.getLogger("lpd_core")
 
 
 class DecodeStep:
@@ -33,18 +39,20 @@ class DecodeStep:
     read them inside the callback (the next step overwrites what they are made from).
 
     tokens (B, N): raster order, undecoded positions hold 0; known (B, N) bool: positions decoded
-    so far; logits (B, group size, vocab): the guided logits of this step, in order of the group."""
+    so far; logits (B, group size, vocab): the guided logits of this step, in order of the group.
+    A batch too large for memory is decoded in chunks (`lpd_core.memory`): the steps then count on
+    over the chunks (total = chunks × steps) and B is the chunk's samples, from sample `first`."""
 
     def __init__(self, step: int, total: int, ordered: torch.Tensor, orders: torch.Tensor, decoded: int,
-                 logits: torch.Tensor, query_rows: slice):
-        self.step, self.total = step, total
-        self._ordered, self._orders, self._decoded = ordered, orders, decoded
+                 logits: torch.Tensor, query_rows: slice, first: int = 0):
+        self.step, self.total, self.first = step, total, first
+        self._ordered, self._orders, self._decoded = ordered, orders, decoded  # ordered: padded rows too
         self._logits, self._query_rows = logits, query_rows
 
     @cached_property
     def tokens(self) -> torch.Tensor:
-        done = self._decoded
-        return torch.zeros_like(self._orders).scatter_(1, self._orders[:, :done], self._ordered[:, 1:1 + done])
+        done, count = self._decoded, len(self._orders)
+        return torch.zeros_like(self._orders).scatter_(1, self._orders[:, :done], self._ordered[:count, 1:1 + done])
 
     @cached_property
     def known(self) -> torch.Tensor:
@@ -52,63 +60,146 @@ class DecodeStep:
 
     @cached_property
     def logits(self) -> torch.Tensor:
-        return self._logits[:, self._query_rows].clone()
+        return self._logits[:len(self._orders), self._query_rows].clone()
 
 
-def _labels_tensor(labels, batch: int | None, num_classes: int, device) -> torch.Tensor | None:
-    if labels is None:
+@dataclass
+class _Run:
+    """One generation's inputs, checked: what the decode loop reads, chunk by chunk."""
+    batch: int
+    orders: torch.Tensor  # (B, N) int64 on the CPU (one order for all: expanded, not copied)
+    group_sizes: tuple[int, ...]
+    settings: GenerationSettings
+    labels: torch.Tensor | None  # (B,) indices or (B, num_classes) weights, CPU (`blend.check_labels`)
+    switched: torch.Tensor | None
+    seeds: int | list[int]  # a start seed (image i: seed + i) or one per image
+    known: torch.Tensor | None  # (B, N) raster tokens on the CPU (expanded where one serves all)
+    known_steps: int
+    switch_step: int | None
+    negative: torch.Tensor | None  # what guidance contrasts with: labels as above, None: the null class for all
+    keeps_null: torch.Tensor | None  # (B,) bool: samples whose negative is the null class (None: none or all)
+
+    def seeds_of(self, start: int, end: int) -> list[int]:
+        if isinstance(self.seeds, int):
+            return [seed_of(self.seeds, i) for i in range(start, end)]
+        return self.seeds[start:end]
+
+
+def _rows(tensor: torch.Tensor | None, start: int, end: int, pad_to: int) -> torch.Tensor | None:
+    """Rows start..end of a per-sample (B, ...) tensor, the last one repeated up to `pad_to` rows."""
+    if tensor is None:
         return None
-    if is_class_mix(labels):  # (B, num_classes) weights, turned into embeddings by LPD.condition
-        return class_weights(labels, num_classes, batch, device)
-    labels = torch.as_tensor(labels, dtype=torch.long, device=device).reshape(-1)
-    if batch is not None and labels.numel() == 1:
-        labels = labels.expand(batch)
-    bad = labels[(labels < 0) | (labels >= num_classes)]
-    if bad.numel():
-        raise SettingError(f"class index {bad[0].item()} is out of range: this model has {num_classes} "
-                         f"classes, so use 0..{num_classes - 1}")
-    return labels
+    part = tensor[start:end]
+    return torch.cat([part, part[-1:].expand(pad_to - len(part), *part.shape[1:])]) if pad_to > len(part) else part
 
 
-def _negative_condition(model: LPD, negative, batch: int) -> torch.Tensor:
-    """(batch, dim) embeddings guidance contrasts the samples with: the null class where `negative`
-    is None (for all, or for one sample of a per-sample list), else the class or mix given."""
-    null = model.fake_latent.expand(batch, -1)
+def _check_seeds(seeds, batch: int) -> int | list[int]:
+    """One start seed (image i uses seed + i, mod 2^64), or one seed per image, each in 0..2^64−1."""
+    if isinstance(seeds, (str, bytes)):
+        raise SettingError(f"seeds must be one whole number (image i then uses seed + i) or one per image, got "
+                           f"{seeds!r}")
+    try:
+        values = list(seeds)
+    except TypeError:  # a single seed: an int, a numpy integer, a one-element tensor
+        return check_seed(seeds)
+    if len(values) != batch:
+        raise SettingError(f"got {len(values)} seeds for a batch of {batch}: give one seed per image, or one whole "
+                           f"number (image i then uses seed + i)")
+    return [check_seed(seed) for seed in values]
+
+
+def _check_known(known_tokens, batch: int, num_tokens: int, vocab_size: int) -> torch.Tensor:
+    """Given tokens for editing: (N,) or (B, N) codes in raster order, each in 0..vocab−1."""
+    what = f"known_tokens must be codes in raster order, ({num_tokens},) or ({batch}, {num_tokens}), each in " \
+           f"0..{vocab_size - 1}"
+    try:
+        known = torch.as_tensor(known_tokens)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise SettingError(f"{what}; got {type(known_tokens).__name__}") from None
+    if known.dtype == torch.bool or known.is_floating_point() or known.is_complex() or known.ndim not in (1, 2) \
+            or known.shape[-1] != num_tokens or known.ndim == 2 and len(known) not in (1, batch):
+        raise SettingError(f"{what}; got shape {tuple(known.shape)} of {known.dtype}")
+    known = known.cpu().long()
+    if known.numel() and (known.min() < 0 or known.max() >= vocab_size):
+        raise SettingError(f"{what}; got codes from {int(known.min())} to {int(known.max())}")
+    return known.reshape(-1, num_tokens).expand(batch, -1)
+
+
+def check_callback(callback) -> None:
+    """A per-step callback: None, or something to call with each step."""
+    if callback is not None and not callable(callback):
+        raise SettingError(f"callback must be a function of one step (or None), got {type(callback).__name__}")
+
+
+def check_negative_classes(negative, num_classes: int, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A negative class as (labels, keeps_null): labels checked like the class labels (one for all or
+    one per sample); in a per-sample list, None keeps the null class for that sample (its row of the
+    labels is a stand-in that `keeps_null` masks)."""
     if negative is None:
-        return null
-    config, device = model.config, model.pos_embed.device
+        return None, None
     if isinstance(negative, (list, tuple)) and any(item is None for item in negative):
         if len(negative) != batch:
-            raise SettingError(f"got {len(negative)} negative classes for a batch of {batch}")
-        rows = [null[:1] if item is None else model.condition(_labels_tensor([item], 1, config.num_classes, device), 1)
-                for item in negative]
-        return torch.cat(rows)
-    labels = _labels_tensor(negative, batch, config.num_classes, device)
-    if len(labels) != batch:
-        raise SettingError(f"got {len(labels)} negative classes for a batch of {batch}: give one for all, or one "
-                           f"per sample")
-    return model.condition(labels, batch)
+            raise SettingError(f"got {len(negative)} negative classes for a batch of {batch}: give one for all, or "
+                               f"one per sample (None keeps the null class)")
+        keeps_null = torch.tensor([item is None for item in negative])
+        stand_in = next(item for item in negative if item is not None) if not keeps_null.all() else 0
+        negative = [stand_in if item is None else item for item in negative]
+        return check_labels(negative, num_classes, batch, "negative classes"), keeps_null
+    return check_labels(negative, num_classes, batch, "negative classes"), None
 
 
-def _orders_tensor(orders, batch: int, num_tokens: int, device) -> torch.Tensor:
-    orders = torch.as_tensor(orders, dtype=torch.long)
-    rows = orders.reshape(-1, orders.shape[-1]) if orders.ndim else orders
-    for row in rows:
-        validate_order(row.numpy(), num_tokens)
-    if orders.ndim == 1:
-        orders = orders.expand(batch, -1)
-    if orders.shape[0] != batch:
-        raise ValueError(f"got {orders.shape[0]} orders for a batch of {batch}")
-    return orders.to(device)
-
-
-def _seeds(seeds, batch: int) -> list[int]:
-    if isinstance(seeds, int):
-        return [(seeds + i) % 2**64 for i in range(batch)]
-    seeds = [int(s) for s in seeds]
-    if len(seeds) != batch:
-        raise ValueError(f"got {len(seeds)} seeds for a batch of {batch}")
-    return seeds
+def _check_run(model, schedule, labels, batch, orders, group_sizes, cfg, cfg_schedule, temperature, top_k, top_p,
+               seeds, callback, known_tokens, known_steps, switch_labels, switch_step, negative, fast) -> _Run:
+    """Every input of `generate`, checked before any work (SettingError with what to give)."""
+    if not isinstance(model, LPD):
+        raise SettingError(f"the model must be an LPD model (lpd_core.load_model), got {type(model).__name__}")
+    config = model.config
+    num_tokens, num_classes = config.num_tokens, config.num_classes
+    if schedule is not None:
+        if not isinstance(schedule, Schedule):
+            raise SettingError(f"schedule must be an lpd_core Schedule (lpd_core.build_schedule), got "
+                               f"{type(schedule).__name__}")
+        if orders is not None or group_sizes is not None:
+            raise SettingError("give a schedule, or orders and group_sizes, not both")
+        if schedule.num_tokens != num_tokens:
+            raise SettingError(f"the schedule is for a {schedule.grid_h}x{schedule.grid_w} grid but the model "
+                               f"generates {config.grid_size}x{config.grid_size} tokens; build it for the model's "
+                               f"grid (model.config.grid_size)")
+        orders, group_sizes = schedule.order, schedule.group_sizes
+    if orders is None or group_sizes is None:
+        raise SettingError("give a schedule, or both orders and group_sizes")
+    orders = torch.from_numpy(check_positions(orders, num_tokens))
+    group_sizes = check_group_sizes(group_sizes, num_tokens)
+    settings = check_settings(GenerationSettings(len(group_sizes), cfg, cfg_schedule, temperature, top_k, top_p),
+                              num_tokens)
+    labels = check_labels(labels, num_classes)
+    if batch is not None:
+        batch = check_count("batch size", batch)
+    elif labels is not None:
+        batch = len(labels)
+    else:
+        batch = len(orders) if orders.ndim == 2 else 1
+    labels = check_labels(labels, num_classes, batch)
+    if orders.ndim == 2 and len(orders) != batch:
+        raise SettingError(f"got {len(orders)} orders for a batch of {batch}: give one order for all, or one per image")
+    known_steps = check_integer("known_steps", known_steps, 0, len(group_sizes) - 1)
+    known = None
+    if known_steps:
+        if known_tokens is None:
+            raise SettingError("known_steps > 0 needs known_tokens: the tokens of the groups not to generate")
+        known = _check_known(known_tokens, batch, num_tokens, config.vocab_size)
+    if (switch_step is None) != (switch_labels is None):
+        raise SettingError("a class switch needs both switch_labels and switch_step")
+    switched = labels
+    if switch_step is not None:
+        switch_step = check_integer("switch_step", switch_step, 0, len(group_sizes) - known_steps - 1)
+        switched = check_labels(switch_labels, num_classes, batch, "switch labels")
+    check_negative(negative, settings.cfg)
+    negative, keeps_null = check_negative_classes(negative, num_classes, batch)
+    check_callback(callback)
+    check_flag("fast", fast)
+    return _Run(batch, orders.expand(batch, -1), group_sizes, settings, labels, switched, _check_seeds(seeds, batch),
+                known, known_steps, switch_step, negative, keeps_null)
 
 
 @torch.no_grad()
@@ -149,6 +240,13 @@ def generate(
     needs cfg ≠ 1, since at cfg 1 nothing reads it.
     `callback` runs after every step; raising from it stops generation.
 
+    Every input is checked before any work, by the rules the CLI uses (`lpd_core.settings`,
+    `lpd_core.blend.check_labels`): a value out of range is a SettingError that says what to give.
+    Memory is planned before anything is allocated (`lpd_core.memory`): the returned tokens must
+    fit (else NotEnoughMemoryError, saying how many images would), and a batch whose KV cache and
+    step tensors do not fit is decoded in chunks that do (the same tokens: each sample's random
+    numbers are its own).
+
     Editing: the first `known_steps` groups of the order are not generated but taken from
     `known_tokens` ((B, N) or (N,) raster order), all fed in one forward pass with the same
     block-causal attention they would have had one step at a time. Steps and the callback then
@@ -168,81 +266,99 @@ def generate(
     exception out of the loop, e.g. an interrupt, frees them too). Greedy tokens are the same as
     without it; logits agree to float rounding.
     """
-    config = model.config
-    num_tokens = config.num_tokens
-    device = model.pos_embed.device
-    if schedule is not None:
-        if schedule.num_tokens != num_tokens:
-            raise ValueError(f"the schedule is for a {schedule.grid_h}x{schedule.grid_w} grid but the model "
-                             f"generates {config.grid_size}x{config.grid_size} tokens")
-        orders, group_sizes = torch.from_numpy(schedule.order), schedule.group_sizes
-    if orders is None or group_sizes is None:
-        raise ValueError("give a schedule, or both orders and group_sizes")
-    group_sizes = validate_group_sizes(group_sizes, num_tokens)
-    if cfg_schedule not in CFG_SCHEDULES:
-        raise ValueError(f"unknown cfg schedule {cfg_schedule!r}; choose one of {', '.join(CFG_SCHEDULES)}")
-    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
-        raise ValueError(f"need temperature ≥ 0, top_k ≥ 0 and 0 < top_p ≤ 1; got {temperature}, {top_k}, {top_p}")
+    run = _check_run(model, schedule, labels, batch, orders, group_sizes, cfg, cfg_schedule, temperature, top_k,
+                     top_p, seeds, callback, known_tokens, known_steps, switch_labels, switch_step, negative, fast)
+    settings, device = run.settings, model.pos_embed.device
+    guided = settings.cfg != 1.0
+    sampling = Sampling(guided=guided, greedy=settings.temperature == 0, top_k=settings.top_k,
+                        nucleus=settings.top_p < 1.0)
+    plans = plan_steps(run.group_sizes, run.known_steps, model.config.num_tokens, device,
+                       padded_length if fast else None, run.switch_step)
+    chunk = _chunk_size(model, run, max(plan.length for plan in plans), guided, fast)
+    chunks = chunk_starts(run.batch, chunk)
+    tokens = torch.empty(run.batch, model.config.num_tokens, dtype=torch.long, device=device)
+    try:
+        for index, (start, end) in enumerate(chunks):
+            steps = (index * len(plans), len(chunks) * len(plans))  # the callback counts on over the chunks
+            tokens[start:end] = _decode(model, run, start, end, chunk if fast else end - start, plans, sampling,
+                                        callback, steps, fast)
+    except BaseException:
+        if fast:
+            release_fast_state(model)  # an interrupted run gives its memory back at once
+        raise
+    return tokens
 
-    labels = _labels_tensor(labels, batch, config.num_classes, device)
-    if batch is None:
-        batch = len(labels) if labels is not None else (orders.shape[0] if torch.as_tensor(orders).ndim == 2 else 1)
-    if labels is not None and len(labels) != batch:
-        raise ValueError(f"got {len(labels)} class labels for a batch of {batch}")
-    orders = _orders_tensor(orders, batch, num_tokens, device)
-    if not 0 <= known_steps < len(group_sizes):
-        raise ValueError(f"known_steps must be between 0 and {len(group_sizes) - 1} (at least one step must be "
-                         f"generated), got {known_steps}")
-    if known_steps and known_tokens is None:
-        raise ValueError("known_steps > 0 needs known_tokens")
-    generated_steps = len(group_sizes) - known_steps
-    if (switch_step is None) != (switch_labels is None):
-        raise ValueError("a class switch needs both switch_labels and switch_step")
-    if switch_step is not None and not 0 <= switch_step < generated_steps:
-        raise ValueError(f"switch_step must be between 0 and {generated_steps - 1} (a generated step), "
-                         f"got {switch_step}")
-    switched = _labels_tensor(switch_labels, batch, config.num_classes, device) if switch_labels is not None else labels
-    if switched is not None and len(switched) != batch:
-        raise ValueError(f"got {len(switched)} switch labels for a batch of {batch}")
-    seeds = _seeds(seeds, batch)
-    check_negative(negative, cfg)
-    guided = cfg != 1.0
-    contrast = _negative_condition(model, negative, batch)
 
-    sampling = Sampling(guided=guided, greedy=temperature == 0, top_k=int(top_k), nucleus=top_p < 1.0)
-    first = known_steps
+def _chunk_size(model: LPD, run: _Run, max_step_rows: int, guided: bool, fast: bool) -> int:
+    """Samples decoded at once: all of them when their cache and step tensors fit beside the
+    tokens of the whole batch, else as many as fit (NotEnoughMemoryError when not one does)."""
+    config, dtype = model.config, model.pos_embed.dtype
+    if fast and holds(model, run.batch, guided):
+        return run.batch  # the state of an earlier run of this batch is reused: its memory is already taken
     if fast:
-        step = static_decoder(model, batch, guided)
+        release_fast_state(model)  # another batch's state goes before this one is made: do not count it
+
+    def working(count: int) -> int:
+        return decoder_memory_bytes(config, count * (2 if guided else 1), dtype, max_step_rows, guided)
+
+    whole = run.batch * config.num_tokens * torch.empty((), dtype=torch.long).element_size()  # the returned tokens
+    chunk = plan_chunks("generating", run.batch, whole, working, model.pos_embed.device)
+    if chunk < run.batch:
+        log.info("lpd_core: %d images do not fit in memory at once; decoding them %d at a time", run.batch, chunk)
+    return chunk
+
+
+def _contrast(model: LPD, negative: torch.Tensor | None, keeps_null: torch.Tensor | None, rows: int) -> torch.Tensor:
+    """(rows, dim) embeddings guidance contrasts the samples with: the negative class, or the null
+    class where there is none (all samples, or those `keeps_null` marks)."""
+    null = model.fake_latent.expand(rows, -1)
+    if negative is None:
+        return null
+    device = model.pos_embed.device
+    contrast = model.condition(negative.to(device), rows)
+    return contrast if keeps_null is None else torch.where(keeps_null.to(device)[:, None], null, contrast)
+
+
+def _decode(model: LPD, run: _Run, start: int, end: int, rows: int, plans: list[StepPlan], sampling: Sampling,
+            callback, steps: tuple[int, int], fast: bool) -> torch.Tensor:
+    """Samples start..end of the run through the decode loop, as a batch of `rows` (the last sample
+    repeated: a fast-path state keeps one batch size); returns their tokens (end − start, N).
+    `steps`: the callback's number of this chunk's first step, and the total."""
+    config, device = model.config, model.pos_embed.device
+    num_tokens, settings = config.num_tokens, run.settings
+    count = end - start
+    orders = _rows(run.orders, start, end, rows).to(device)
+    labels, switched = _rows(run.labels, start, end, rows), _rows(run.switched, start, end, rows)
+    seeds = run.seeds_of(start, end)
+    seeds += seeds[-1:] * (rows - count)
+    if fast:
+        step = static_decoder(model, rows, sampling.guided)
         buffers = step.buffers
-        plans = plan_steps(group_sizes, first, num_tokens, device, padded_length, switch_step)
         step.prepare(plans, sampling)
     else:
-        buffers = DecodeBuffers(model, batch, guided)
-        plans = plan_steps(group_sizes, first, num_tokens, device, None, switch_step)
+        buffers = DecodeBuffers(model, rows, sampling.guided)
         step = EagerStep(model, buffers, sampling)
-    known = orders[:, :sum(group_sizes[:first])]  # the given tokens' positions, in order
-    if first:
-        known = torch.gather(torch.as_tensor(known_tokens, dtype=torch.long, device=device).expand(batch, num_tokens),
-                             1, known)
-    conditions = [model.condition(labels, batch), model.condition(switched, batch)]
-    if guided:  # rows [0, B) conditional, [B, 2B) what guidance contrasts them with
+    known = orders[:, :sum(run.group_sizes[:run.known_steps])]  # the given tokens' positions, in order
+    if run.known_steps:
+        known = torch.gather(_rows(run.known, start, end, rows).to(device), 1, known)
+    conditions = [model.condition(None if c is None else c.to(device), rows) for c in (labels, switched)]
+    if sampling.guided:  # rows [0, B) conditional, [B, 2B) what guidance contrasts them with
+        contrast = _contrast(model, _rows(run.negative, start, end, rows), _rows(run.keeps_null, start, end, rows),
+                             rows)
         conditions = [torch.cat([c, contrast]) for c in conditions]
     num_slots = buffers.cache.slots
     buffers.load(orders=orders, known=known,
                  uniforms=torch.from_numpy(seed_uniforms(seeds, num_slots)).to(device),
-                 scales=guidance_table(cfg, cfg_schedule, num_tokens, num_slots).to(device),
-                 condition=torch.stack(conditions), temperature=temperature, top_p=top_p)
+                 scales=guidance_table(settings.cfg, settings.cfg_schedule, num_tokens, num_slots).to(device),
+                 condition=torch.stack(conditions), temperature=settings.temperature, top_p=settings.top_p)
+    real_orders = orders[:count] if count < rows else orders
     try:
         with torch.profiler.record_function(LOOP_RANGE):
             for index, plan in enumerate(plans):
                 logits = step(plan)
                 if callback is not None:
-                    callback(DecodeStep(index, len(plans), buffers.ordered, orders, plan.decoded, logits,
-                                        plan.query_rows))
-        return torch.zeros_like(orders).scatter_(1, orders, buffers.ordered[:, 1:1 + num_tokens])
-    except BaseException:
-        if fast:
-            release_fast_state(model)  # an interrupted run gives its memory back at once
-        raise
+                    callback(DecodeStep(steps[0] + index, steps[1], buffers.ordered, real_orders, plan.decoded,
+                                        logits, plan.query_rows, start))
+        return torch.zeros_like(real_orders).scatter_(1, real_orders, buffers.ordered[:count, 1:1 + num_tokens])
     finally:
         del buffers, step  # free the cache at once, also when a callback interrupts

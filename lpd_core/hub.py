@@ -24,7 +24,7 @@ same way: temporary hidden `.incomplete` name, then an atomic rename.
 Offline (HF_HUB_OFFLINE=1) or with the Hub unreachable, a file that is neither in the folder nor in
 the cache raises one `DownloadError` that names the file, its URL and the folder to put it in.
 
-Nothing damaged is reported as ready: every file `download` returns passed `weights.checkpoint_format`
+Nothing damaged is reported as ready: every file `download` returns passed `files.checkpoint_format`
 (not empty, not truncated, a real safetensors / torch file), and a fetched file (or, with
 `check_hub=True`, one found on disk) is compared with the size and hash the Hub publishes for it
 (sha256 for LFS files, the git blob hash otherwise) whenever the Hub can be reached. A damaged file
@@ -47,8 +47,9 @@ from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_downl
 from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.utils import tqdm as hf_tqdm
 
-from .errors import CheckpointError, DownloadError, SettingError
-from .files import atomic_write, check_output_folder
+from .errors import CheckpointError, DownloadError
+from .files import atomic_write, check_output_folder, checkpoint_format
+from .settings import check_integer
 
 # Checkpoint file types, most preferred first: safetensors loads without unpickling. The one list
 # of checkpoint suffixes (registry lookup, folders, downloads).
@@ -146,8 +147,7 @@ def default_cfg(name_or_entry: str | LPDCheckpoint, steps: int) -> float:
     32 -> 5.4, 26 -> 5.1, 64 -> 5.4); models published at one step count have one cfg for all.
     """
     model = _lpd_model(name_or_entry)
-    if steps < 1:
-        raise SettingError(f"steps must be at least 1, got {steps}")
+    steps = check_integer("steps", steps, 1)
     points = sorted(model.published_cfg)
     if steps <= points[0][0]:
         return points[0][1]
@@ -301,12 +301,10 @@ def _damaged(problem: str, entry: Checkpoint) -> CheckpointError:
 
 
 def verify_checkpoint(path, name_or_entry: str | Checkpoint, filename: str | None = None) -> str:
-    """Check a checkpoint file of the registry: its structure always (`weights.checkpoint_format`:
+    """Check a checkpoint file of the registry: its structure always (`files.checkpoint_format`:
     not empty, not truncated, really a checkpoint); its size and hash against the Hub's metadata
     for `filename` (its name in the repo) when the Hub can be reached. Returns what was checked, in
     words; CheckpointError (with the path and what to do) if the file is damaged."""
-    from .weights import checkpoint_format
-
     entry, path = get_checkpoint(name_or_entry), Path(path)
     try:
         checkpoint_format(path)

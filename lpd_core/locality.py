@@ -46,9 +46,11 @@ seed alone, on every platform.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
+
+from .errors import SettingError
+from .settings import check_group_sizes, check_integer, check_proximity, check_seed
 
 DEFAULT_PROXIMITY = 1.0
 # Proximity weight of a corner neighbour: 1 / Euclidean distance sqrt(2).
@@ -74,31 +76,14 @@ _METRIC_NAMES = (
 # Input checks
 # ---------------------------------------------------------------------------------------------
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_grid(grid_h, grid_w) -> None:
-    for name, value in (("grid_h", grid_h), ("grid_w", grid_w)):
-        if not _is_int(value) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1 (tokens per side), got {value!r}")
+def _check_grid(grid_h, grid_w) -> tuple[int, int]:
+    return check_integer("grid height", grid_h, 1), check_integer("grid width", grid_w, 1)
 
 
 def _check_group_sizes(group_sizes, num_positions: int, num_decoded: int = 0) -> list[int]:
-    num_to_order = num_positions - num_decoded
-    sizes = np.asarray(group_sizes)
-    if sizes.ndim != 1 or sizes.size == 0:
-        raise ValueError(
-            f"group_sizes must be a non-empty flat list of tokens per step summing to {num_to_order}, "
-            f"got shape {sizes.shape}"
-        )
-    if sizes.dtype.kind not in "iu" or (sizes < 1).any():
-        raise ValueError(f"group_sizes must be positive integers (tokens per step), got {list(group_sizes)!r}")
-    if int(sizes.sum()) != num_to_order:
-        left = (f"the grid has {num_positions} positions" if num_decoded == 0
-                else f"{num_to_order} of the grid's {num_positions} positions are not decoded yet")
-        raise ValueError(f"group_sizes sum to {int(sizes.sum())}, but {left}; they must sum to {num_to_order}")
-    return sizes.tolist()
+    what = ("the grid" if num_decoded == 0
+            else f"the part of the grid not decoded yet ({num_decoded} of its {num_positions} positions are)")
+    return list(check_group_sizes(group_sizes, num_positions - num_decoded, what))
 
 
 def _decoded_positions(decoded, grid_h: int, grid_w: int) -> np.ndarray:
@@ -107,27 +92,37 @@ def _decoded_positions(decoded, grid_h: int, grid_w: int) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     mask = np.asarray(decoded)
     if mask.dtype != np.bool_ or mask.shape not in ((grid_h * grid_w,), (grid_h, grid_w)):
-        raise ValueError(
+        raise SettingError(
             f"decoded must be a boolean mask of shape ({grid_h * grid_w},) or ({grid_h}, {grid_w}), True where "
             f"the token is already known; got dtype {mask.dtype} and shape {mask.shape}"
         )
     positions = np.flatnonzero(mask)
     if len(positions) == grid_h * grid_w:
-        raise ValueError("decoded marks every position: nothing is left to order")
+        raise SettingError("decoded marks every position: nothing is left to order")
     return positions
 
 
-def _check_thresholds(proximity, repulsion) -> None:
-    if isinstance(proximity, bool) or not isinstance(proximity, numbers.Real) or not proximity > 0 \
-            or not math.isfinite(proximity):
-        raise ValueError(f"proximity must be a finite number > 0 (default {DEFAULT_PROXIMITY}), got {proximity!r}")
-    if not _is_int(repulsion) or repulsion < 0:
-        raise ValueError(f"repulsion must be an integer >= 0 (Chebyshev distance in tokens), got {repulsion!r}")
+def _check_thresholds(proximity, repulsion) -> tuple[float, int]:
+    return check_proximity(proximity), check_integer("repulsion", repulsion, 0)
 
 
-def _check_seed(seed) -> None:
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+def check_positions(orders, num_positions: int) -> np.ndarray:
+    """Orders as int64 numpy: one (N,) or several (B, N), each a permutation of the raster positions
+    0..N−1 (every grid position exactly once); SettingError otherwise. The one order rule
+    (schedules, `generate`'s orders, order maps)."""
+    array = np.asarray(orders.cpu() if hasattr(orders, "cpu") else orders)
+    rows = array.reshape(-1, array.shape[-1]) if array.ndim in (1, 2) else None
+    if rows is None or array.dtype.kind not in "iu" or array.shape[-1] != num_positions:
+        kind = "integers" if array.dtype.kind in "iu" else f"{array.dtype} values"
+        raise SettingError(f"an order must be a permutation of 0..{num_positions - 1} (each grid position exactly "
+                           f"once), one per row; got shape {array.shape} of {kind}")
+    wrong = ~(np.sort(rows, axis=1) == np.arange(num_positions)).all(axis=1)
+    if wrong.any():
+        row = rows[int(np.argmax(wrong))]
+        raise SettingError(f"an order must be a permutation of 0..{num_positions - 1} (each grid position exactly "
+                           f"once); got one with {len(np.unique(row))} distinct values from {row.min()} to "
+                           f"{row.max()}")
+    return array.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +135,7 @@ def default_repulsion(grid_h: int, grid_w: int) -> int:
     Gives the published 2 for 16x16 and 4 for 32x32. The geometric mean of the sides scales the
     threshold with the token count (as group sizes do) and treats H x W and W x H alike.
     """
-    _check_grid(grid_h, grid_w)
+    grid_h, grid_w = _check_grid(grid_h, grid_w)
     side = math.sqrt(grid_h * grid_w)
     # floor(x + 0.5): round half up, so 2.5 gives 3 (Python's round() would give 2).
     return max(1, math.floor(side / _GRID_SIDE_PER_REPULSION + 0.5))
@@ -299,13 +294,13 @@ def locality_order(
     flat or (H, W), of positions known before the first step: they count as context from the
     start, `group_sizes` then sum to the number of the others, and only those are ordered.
     """
-    _check_grid(grid_h, grid_w)
+    grid_h, grid_w = _check_grid(grid_h, grid_w)
     known = _decoded_positions(decoded, grid_h, grid_w)
     sizes = _check_group_sizes(group_sizes, grid_h * grid_w, len(known))
     if repulsion is None:
         repulsion = default_repulsion(grid_h, grid_w)
-    _check_thresholds(proximity, repulsion)
-    _check_seed(seed)
+    proximity, repulsion = _check_thresholds(proximity, repulsion)
+    seed = check_seed(seed)
 
     rng = np.random.Generator(np.random.PCG64(seed))
     field = _ProximityField(grid_h, grid_w)
@@ -342,12 +337,12 @@ def _is_permutation(order: np.ndarray, num_positions: int) -> bool:
 
 def order_map(order, group_sizes, grid_h: int, grid_w: int) -> np.ndarray:
     """(H, W) int64 array: the step at which each position is decoded."""
-    _check_grid(grid_h, grid_w)
+    grid_h, grid_w = _check_grid(grid_h, grid_w)
     num_positions = grid_h * grid_w
     sizes = _check_group_sizes(group_sizes, num_positions)
-    order = np.asarray(order)
-    if not _is_permutation(order, num_positions):
-        raise ValueError(f"order must be a 1-D integer permutation of range({num_positions}) (grid_h * grid_w)")
+    order = check_positions(order, num_positions)
+    if order.ndim != 1:
+        raise SettingError(f"an order map shows one order, of shape ({num_positions},); got shape {order.shape}")
     step_of = np.empty(num_positions, dtype=np.int64)
     step_of[order] = np.repeat(np.arange(len(sizes)), sizes)
     return step_of.reshape(grid_h, grid_w)
@@ -359,7 +354,7 @@ def order_metrics(order, group_sizes, grid_h: int, grid_w: int) -> dict:
     An order that is not a permutation gets valid 0.0 and NaN elsewhere; so do metrics with
     nothing to average (e.g. the separation metrics when no group has two members).
     """
-    _check_grid(grid_h, grid_w)
+    grid_h, grid_w = _check_grid(grid_h, grid_w)
     num_positions = grid_h * grid_w
     sizes = np.asarray(_check_group_sizes(group_sizes, num_positions))
     if not _is_permutation(np.asarray(order), num_positions):
@@ -429,14 +424,12 @@ def locality_orders(
     order, so the orders are the same (tests/test_locality.py compares them). For a few seeds
     `locality_order` one at a time is faster; `schedule.build_orders` picks.
     """
-    _check_grid(grid_h, grid_w)
+    grid_h, grid_w = _check_grid(grid_h, grid_w)
     sizes = _check_group_sizes(group_sizes, grid_h * grid_w)
     if repulsion is None:
         repulsion = default_repulsion(grid_h, grid_w)
-    _check_thresholds(proximity, repulsion)
-    seeds = list(seeds)
-    for seed in seeds:
-        _check_seed(seed)
+    proximity, repulsion = _check_thresholds(proximity, repulsion)
+    seeds = [check_seed(seed) for seed in seeds]
     batch, num_positions = len(seeds), grid_h * grid_w
     draws = _SeedDraws(seeds, len(sizes), num_positions)
     every = np.arange(batch)[:, None]

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blend import normalised_weights
+from .errors import CheckpointError, SettingError
 
 # Presets by width: (depth, heads). Head width is 64 in every published model.
 PRESETS = {
@@ -49,7 +49,7 @@ class LPDConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> "LPDConfig":
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+            raise SettingError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
     @classmethod
@@ -60,11 +60,11 @@ class LPDConfig:
         num_positions = state_dict["pos_embed"].shape[1] - 1
         grid_size = math.isqrt(num_positions)
         if grid_size * grid_size != num_positions:
-            raise ValueError(f"pos_embed has {num_positions} image positions, not a square grid")
+            raise CheckpointError(f"pos_embed has {num_positions} image positions, not a square grid")
         depth = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("blocks."))
         if num_heads is None:
             if embed_dim not in HEADS_BY_WIDTH:
-                raise ValueError(
+                raise CheckpointError(
                     f"cannot tell the number of attention heads for width {embed_dim} (published "
                     f"widths: {sorted(HEADS_BY_WIDTH)}); pass num_heads explicitly")
             num_heads = HEADS_BY_WIDTH[embed_dim]
@@ -103,7 +103,8 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+            raise SettingError(f"width {dim} is not divisible by {num_heads} heads; choose a number of heads that "
+                               f"divides it")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.proj = nn.Linear(dim, dim)
@@ -249,12 +250,12 @@ class LPD(nn.Module):
     # -- embeddings ---------------------------------------------------------------------------
     def condition(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor:
         """Class embeddings (batch, dim); None means the null class for every sample. Float labels
-        (batch, num_classes) are class mixes (`lpd_core.blend`): the weighted mean of the embeddings."""
+        (batch, num_classes) are class mixes, weights summing to 1 per row (`lpd_core.blend.check_labels`
+        makes them): the weighted mean of the embeddings."""
         if labels is None:
             return self.fake_latent.expand(batch, -1)
         if labels.is_floating_point():
-            weights = normalised_weights(labels, self.config.num_classes)
-            return (weights.float() @ self.class_emb.weight.float()).to(self.class_emb.weight.dtype)
+            return (labels.float() @ self.class_emb.weight.float()).to(self.class_emb.weight.dtype)
         return self.class_emb(labels)
 
     def positions(self, orders: torch.Tensor) -> torch.Tensor:

@@ -10,13 +10,16 @@ Shared random numbers alone do not keep neighbouring frames close: a token is dr
 over the codebook, so a slightly moved distribution often lands the same number on another code,
 and every later token, decoded in the context of the changed one, then changes too. The earliest
 tokens, which set composition and colours, drift like that over and over as the weight grows. So
-the first `layout_steps` steps of every frame (by default half the steps) are decoded under one end
-class, the start class in the frames with w < 0.5 and the end class in the others, and the class
-slot switches to the frame's mix after them (`generate`'s class switch): the layout changes once,
-in the middle, and the blend works on what is decoded after it. `benchmarks.bench_creative`
-measures both (0 layout steps: a plain blend) against the change between two seeds of one class.
+the first `layout_steps` steps of every frame (by default a quarter of the steps) are decoded under
+one end class, the start class in the frames with w < 0.5 and the end class in the others, and the
+class slot switches to the frame's mix after them (`generate`'s class switch): the layout changes
+once, in the middle, and the blend works on what is decoded after it. More layout steps keep
+neighbouring frames closer but leave less for the blend to change (with half the steps, each half
+of a morph on the demo model is nearly one still picture). `benchmarks.bench_creative` measures
+them (0 layout steps: a plain blend) against the change between two seeds of one class.
 
-All frames are one batch of `generate`, so a morph costs what a batch of that many images costs.
+All frames are one batch of `generate` (decoded in chunks where they do not fit in memory), so a
+morph costs what a batch of that many images costs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from typing import Callable
 
 import torch
 
-from .blend import class_weights
+from .blend import mix_weights
+from .checkpoints import resolve_settings
+from .errors import SettingError
 from .generate import DecodeStep, generate
 from .model import LPD
 from .schedule import Schedule
@@ -57,7 +62,8 @@ def morph_mixes(start, end, weights, num_classes: int) -> torch.Tensor:
     """(frames, num_classes) class weights: row i is (1 − weights[i])·start + weights[i]·end, where
     start and end are a class index or a mix (`lpd_core.blend`). Rows with weight 0 or 1 are
     exactly the start's or end's weights."""
-    first, last = (class_weights(labels, num_classes, 1, "cpu")[0] for labels in (start, end))
+    first = mix_weights(start, num_classes, 1, "start classes")[0]
+    last = mix_weights(end, num_classes, 1, "end classes")[0]
     w = torch.tensor(weights, dtype=torch.float32)[:, None]
     return (1 - w) * first + w * last
 
@@ -78,23 +84,37 @@ class MorphResult:
     weights: list[float]  # the end class's weight in each frame
 
 
+@torch.no_grad()
 def class_morph(model: LPD, tokenizer: VQModel, start, end, *, schedule: Schedule, frames: int,
-                easing: str = "linear", layout_steps: int | None = None, seed: int = 0, cfg: float = 1.0,
-                cfg_schedule: str = "linear", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                negative=None, callback: Callable[[DecodeStep], None] | None = None,
+                easing: str = "linear", layout_steps: int | None = None, seed: int = 0, cfg: float | None = None,
+                cfg_schedule: str | None = None, temperature: float | None = None, top_k: int | None = None,
+                top_p: float | None = None, negative=None, callback: Callable[[DecodeStep], None] | None = None,
                 fast: bool = False) -> MorphResult:
     """`frames` images from class (or mix) `start` to `end`, all with `seed` and `schedule`'s
     order; see the module docstring for `layout_steps` (0: every step blends; fewer than the
-    schedule's steps; None: half of them). `negative`: as for `generate` (one for every frame).
-    `callback` runs after every step of the one batch that makes all frames."""
+    schedule's steps; None: a quarter of them). cfg, cfg_schedule, temperature, top_k, top_p:
+    None = the model's defaults (`checkpoints.resolve_settings`). `negative`: as for `generate`
+    (one for every frame). `callback` runs after every step of the one batch that makes all
+    frames. Every input is checked before any work."""
     check_pair(model, tokenizer)
+    if not isinstance(schedule, Schedule):
+        raise SettingError(f"schedule must be an lpd_core Schedule (lpd_core.build_schedule), got "
+                           f"{type(schedule).__name__}")
     seed = check_seed(seed)
     weights = morph_weights(frames, easing)
-    layout_steps = schedule.steps // 2 if layout_steps is None else check_layout_steps(layout_steps, schedule.steps)
+    layout_steps = default_layout_steps(schedule.steps) if layout_steps is None \
+        else check_layout_steps(layout_steps, schedule.steps)
+    settings = resolve_settings(model, steps=schedule.steps, cfg=cfg, cfg_schedule=cfg_schedule,
+                                temperature=temperature, top_k=top_k, top_p=top_p)
+    side = model.config.grid_size * tokenizer.stride
+    tokenizer.images_at_once(len(weights), side, side)  # the frames fit in memory, before any work
     classes = frame_classes(start, end, weights, model.config.num_classes, layout_steps)
-    tokens = generate(model, schedule, **classes, seeds=[seed] * len(weights), cfg=cfg, cfg_schedule=cfg_schedule,
-                      temperature=temperature, top_k=top_k, top_p=top_p, negative=negative, callback=callback,
-                      fast=fast)
-    with torch.no_grad():
-        images = tokenizer.decode_images(tokens)
-    return MorphResult(images, tokens.cpu(), weights)
+    tokens = generate(model, schedule, **classes, seeds=[seed] * len(weights), cfg=settings.cfg,
+                      cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,
+                      top_p=settings.top_p, negative=negative, callback=callback, fast=fast)
+    return MorphResult(tokenizer.decode_images(tokens), tokens.cpu(), weights)
+
+
+def default_layout_steps(steps: int) -> int:
+    """The layout steps a morph takes when none are given: a quarter of the schedule's steps."""
+    return steps // 4

@@ -1,15 +1,14 @@
 """Classifier-free guidance, logit filters and per-sample seeded sampling.
 
-Everything here runs inside a decode step (`lpd_core.generate.decode_step`), which the fast path
+Everything here runs inside a decode step (`lpd_core.step.decode_step`), which the fast path
 captures as one CUDA graph, so nothing synchronises with the host and nothing loops over the batch.
+The values come checked (`lpd_core.settings`): nothing here checks them again.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-
-from .settings import CFG_SCHEDULES
 
 # splitmix64 (Steele, Lea & Flood 2014): a 64-bit counter mixed by two xor-shift-multiply rounds.
 _GAMMA = 0x9E3779B97F4A7C15
@@ -24,13 +23,9 @@ def guidance_table(cfg: float, schedule: str, num_tokens: int, num_slots: int) -
     guidance grows as the image fills in; "constant": cfg everywhere. Slot 0 (the class) and the
     spare slots after the image get 1 (nothing reads them).
     """
-    if schedule == "constant":
-        image = torch.full((num_tokens,), float(cfg))
-    elif schedule == "linear":
-        index = torch.arange(num_tokens, dtype=torch.float32)
-        image = 1 + (cfg - 1) * index / num_tokens
-    else:
-        raise ValueError(f"unknown cfg schedule {schedule!r}; choose one of {', '.join(CFG_SCHEDULES)}")
+    scales = {"linear": lambda: 1 + (cfg - 1) * torch.arange(num_tokens, dtype=torch.float32) / num_tokens,
+              "constant": lambda: torch.full((num_tokens,), float(cfg))}  # settings.CFG_SCHEDULES
+    image = scales[schedule]()  # a name not among them was refused by settings.check_settings: a bug here
     return torch.cat([torch.ones(1), image, torch.ones(num_slots - 1 - num_tokens)])
 
 

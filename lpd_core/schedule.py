@@ -16,11 +16,18 @@ from importlib import resources
 
 import numpy as np
 
-from .locality import DEFAULT_PROXIMITY, default_repulsion, locality_order, locality_orders, order_map
+from .errors import SettingError
+from .locality import (DEFAULT_PROXIMITY, check_positions, default_repulsion, locality_order, locality_orders,
+                       order_map)
+from .memory import check_fits
+from .settings import check_group_sizes, check_integer, check_order, check_proximity, check_seed
 
-ORDER_KINDS = ("locality", "random", "raster")
 # From this many seeds on, locality orders are built together (below it, one at a time is faster).
 BATCHED_FROM = 8
+# Working memory of building orders, in bytes per token: each order's int64 positions, and for
+# locality orders the proximity field, ranking and distance tables (several float64/int64 arrays
+# per token, per seed when built together). An upper bound, to refuse grids that cannot fit.
+ORDER_BYTES_PER_TOKEN = 128
 # Token count -> the table key of the published step tables (keyed by image resolution).
 TABLE_RESOLUTION = {256: "256", 1024: "512"}
 
@@ -62,31 +69,12 @@ def cosine_group_sizes(num_tokens: int, steps: int) -> tuple[int, ...]:
 
 def group_sizes_for(num_tokens: int, steps: int) -> tuple[int, ...]:
     """Tokens per step: the published table when there is one, else the cosine rule."""
-    if not 1 <= steps <= num_tokens:
-        raise ValueError(f"steps must be between 1 and {num_tokens} (the number of image tokens), got {steps}")
+    num_tokens = check_integer("number of tokens", num_tokens, 1)
+    steps = check_integer("steps", steps, 1, num_tokens)
     if steps == 1:
         return (num_tokens,)
     table = published_tables().get(num_tokens, {})
     return table[steps] if steps in table else cosine_group_sizes(num_tokens, steps)
-
-
-def validate_group_sizes(group_sizes, num_tokens: int) -> tuple[int, ...]:
-    sizes = tuple(int(s) for s in group_sizes)
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"group sizes must be positive integers, got {list(sizes)}")
-    if sum(sizes) != num_tokens:
-        raise ValueError(f"group sizes sum to {sum(sizes)}, but the grid has {num_tokens} tokens; "
-                         f"they must sum to exactly {num_tokens}")
-    return sizes
-
-
-def validate_order(order, num_tokens: int) -> np.ndarray:
-    order = np.asarray(order)
-    if order.shape != (num_tokens,) or not np.array_equal(np.sort(order), np.arange(num_tokens)):
-        raise ValueError(f"an order must be a permutation of 0..{num_tokens - 1} (each grid position "
-                         f"exactly once); got shape {order.shape} with "
-                         f"{len(np.unique(order)) if order.size else 0} distinct values")
-    return order.astype(np.int64)
 
 
 def random_order(num_tokens: int, seed: int) -> np.ndarray:
@@ -126,42 +114,42 @@ def _locality_settings(grid_h: int, grid_w: int, proximity: float, repulsion: in
     return proximity, default_repulsion(grid_h, grid_w) if repulsion is None else repulsion
 
 
-def _group_sizes(num_tokens: int, steps: int | None, group_sizes) -> tuple[int, ...]:
+def _group_sizes(num_tokens: int, steps, group_sizes) -> tuple[int, ...]:
     if group_sizes is None:
         if steps is None:
-            raise ValueError("give either steps or group_sizes")
+            raise SettingError("a schedule needs its steps or its group sizes: give either")
         return group_sizes_for(num_tokens, steps)
-    sizes = validate_group_sizes(group_sizes, num_tokens)
-    if steps is not None and steps != len(sizes):
-        raise ValueError(f"steps={steps} but {len(sizes)} group sizes were given")
+    sizes = check_group_sizes(group_sizes, num_tokens)
+    if steps is not None and check_integer("steps", steps, 1) != len(sizes):
+        raise SettingError(f"steps={steps} but {len(sizes)} group sizes were given; give one of them, or both "
+                           f"agreeing")
     return sizes
-
-
-def _unknown_order(order, num_tokens: int) -> ValueError:
-    return ValueError(f"unknown order {order!r}; choose one of {', '.join(ORDER_KINDS)} "
-                      f"or pass a permutation of 0..{num_tokens - 1}")
 
 
 def build_schedule(grid_h: int, grid_w: int | None = None, steps: int | None = None,
                    order="locality", seed: int = 0, group_sizes=None, proximity: float = DEFAULT_PROXIMITY,
                    repulsion: int | None = None) -> Schedule:
     """Group sizes (from `steps`, or given) and an order: "locality", "random", "raster", or a
-    sequence of raster positions (validated as a permutation). A locality schedule records the
-    repulsion (None: the grid's default) and proximity it was built with."""
-    grid_w = grid_h if grid_w is None else grid_w
+    sequence of raster positions (checked to be a permutation). A locality schedule records the
+    repulsion (None: the grid's default) and proximity it was built with. Every argument is checked
+    (SettingError) before the order is built."""
+    grid_h = check_integer("grid height", grid_h, 1)
+    grid_w = grid_h if grid_w is None else check_integer("grid width", grid_w, 1)
     num_tokens = grid_h * grid_w
     sizes = _group_sizes(num_tokens, steps, group_sizes)
+    seed, proximity = check_seed(seed), check_proximity(proximity)
+    repulsion = None if repulsion is None else check_integer("repulsion", repulsion, 0)
     if isinstance(order, str):
-        if order not in ORDER_KINDS:
-            raise _unknown_order(order, num_tokens)
-        positions = build_orders(grid_h, grid_w, sizes, order, [seed], proximity, repulsion)[0]
-        kind = order
+        kind = check_order(order)
+        positions = build_orders(grid_h, grid_w, sizes, kind, [seed], proximity, repulsion)[0]
     else:
-        positions, kind = order, "custom"
+        positions, kind = check_positions(order, num_tokens), "custom"
+        if positions.ndim != 1:
+            raise SettingError(f"a schedule has one order, of shape ({num_tokens},); got shape {positions.shape}")
     proximity, repulsion = _locality_settings(grid_h, grid_w, proximity, repulsion) if kind == "locality" \
         else (None, None)
-    return Schedule(grid_h, grid_w, sizes, validate_order(positions, num_tokens), kind,
-                    seed if kind in ("locality", "random") else None, repulsion, proximity)
+    return Schedule(grid_h, grid_w, sizes, positions, kind, seed if kind in ("locality", "random") else None,
+                    repulsion, proximity)
 
 
 def build_orders(grid_h: int, grid_w: int, group_sizes, kind: str, seeds, proximity: float = DEFAULT_PROXIMITY,
@@ -173,8 +161,11 @@ def build_orders(grid_h: int, grid_w: int, group_sizes, kind: str, seeds, proxim
     at a time, which tests/test_locality.py checks), which keeps one order per image cheap at
     large batches."""
     num_tokens = grid_h * grid_w
-    sizes = validate_group_sizes(group_sizes, num_tokens)
-    seeds = [int(seed) for seed in seeds]
+    sizes = check_group_sizes(group_sizes, num_tokens)
+    seeds = [check_seed(seed) for seed in seeds]
+    kind = check_order(kind)
+    check_fits(f"building {len(seeds)} order(s) of {grid_h}×{grid_w} tokens",
+               len(seeds) * num_tokens * ORDER_BYTES_PER_TOKEN, "cpu", "use a smaller grid or fewer seeds")
     if kind == "locality":
         proximity, repulsion = _locality_settings(grid_h, grid_w, proximity, repulsion)
         if len(seeds) >= BATCHED_FROM:
@@ -184,6 +175,4 @@ def build_orders(grid_h: int, grid_w: int, group_sizes, kind: str, seeds, proxim
     if kind == "random":
         return np.stack([random_order(num_tokens, seed) for seed in seeds]).astype(np.int64) if seeds \
             else np.empty((0, num_tokens), dtype=np.int64)
-    if kind == "raster":
-        return np.tile(np.arange(num_tokens, dtype=np.int64), (len(seeds), 1))
-    raise _unknown_order(kind, num_tokens)
+    return np.tile(np.arange(num_tokens, dtype=np.int64), (len(seeds), 1))  # raster

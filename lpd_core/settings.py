@@ -1,20 +1,32 @@
-"""Generation settings: a model's defaults plus what the user overrode, checked once.
+"""Generation settings and their rules: every value a user gives, checked once, before any work.
 
-Every caller (nodes, CLI, sample-many, editing, benchmarks) resolves its settings here, so "not
-given means the model's value", the valid ranges and the seed rule are written once. Every check
-raises `SettingError` with the setting's name, its valid range, the value given and what to use.
+Every door (the CLI, the Python API, the nodes, sample-many, editing, benchmarks) checks what it is
+given through the functions here, so the valid ranges, the choices and the seed rule are written
+once. Every check raises `SettingError` with the setting's name, its valid range, the value given
+and what to use. A model's own defaults are filled in by `checkpoints.resolve_settings`.
+
+This module imports nothing but the standard library and `errors`, so a command line can check its
+arguments before torch is imported.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, replace
 
 from .errors import SettingError
 
 CFG_SCHEDULES = ("linear", "constant")
+ORDER_KINDS = ("locality", "random", "raster")
 EASINGS = ("linear", "ease-in-out", "ease-in", "ease-out")  # class-morph weight curves (lpd_core.morph)
 MAX_SEED = 2**64 - 1  # seeds are unsigned 64-bit: image i of a run uses (seed + i) mod 2^64
+# Guidance multiplies logit differences by up to cfg; far beyond what anyone uses (the published
+# models use 4 to 7.3), and far below where float32/bf16 logits would overflow to infinity.
+MAX_CFG = 1000.0
+# Logits are divided by the temperature in float32: below this they overflow to infinity (NaN
+# probabilities), and a temperature this small already samples the most likely token.
+MIN_TEMPERATURE = 1e-4
 
 # What to do about each setting, appended to its range error.
 _HINTS = {
@@ -27,6 +39,7 @@ _HINTS = {
     "proximity": "the default is 1.0",
     "seed": "any whole number from 0 to 2^64-1 works",
     "batch size": "ask for at least one image",
+    "strength": "0 gives the image itself, 1 a fresh sample",
     "frames": "a morph needs the start and the end frame at least",
     "layout steps": "0 blends every step",
     "fps": "8 to 15 frames per second play a morph smoothly",
@@ -49,14 +62,23 @@ def _fix(name: str) -> str:
     return f" ({_HINTS[name]})" if name in _HINTS else ""
 
 
-def check_number(name: str, value, low: float, high: float | None = None, low_open: bool = False) -> float:
-    """`value` as a finite float in [low, high] (or (low, high] with `low_open`), else SettingError."""
-    if isinstance(value, bool):
+def _is_bool(value) -> bool:
+    # Python's, numpy's and torch's booleans: True is not the number 1 here
+    return isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool")
+
+
+def _as_float(name: str, value) -> float:
+    if _is_bool(value) or isinstance(value, (str, bytes)):
         raise SettingError(f"{name} must be a number, got {value!r}{_fix(name)}")
     try:
-        number = float(value)
-    except (TypeError, ValueError):
+        return float(value)
+    except (TypeError, ValueError, RuntimeError, OverflowError):  # RuntimeError: a tensor of several values
         raise SettingError(f"{name} must be a number, got {value!r}{_fix(name)}") from None
+
+
+def check_number(name: str, value, low: float, high: float | None = None, low_open: bool = False) -> float:
+    """`value` as a finite float in [low, high] (or (low, high] with `low_open`), else SettingError."""
+    number = _as_float(name, value)
     upper = "" if high is None else f" and at most {high:g}"
     lower = f"more than {low:g}" if low_open else f"at least {low:g}"
     if not math.isfinite(number) or number < low or (low_open and number == low) or (high is not None and number > high):
@@ -65,24 +87,49 @@ def check_number(name: str, value, low: float, high: float | None = None, low_op
     return number
 
 
-def check_integer(name: str, value, low: int, high: int | None = None) -> int:
-    """`value` as an int in [low, high], else SettingError."""
-    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+def whole_number(name: str, value) -> int:
+    """`value` as an int, else SettingError. Integers of any kind (Python, numpy, a one-element
+    integer tensor) and whole floats (3.0) count; 2.5, NaN, text and booleans do not."""
+    if _is_bool(value) or isinstance(value, (str, bytes)):
         raise SettingError(f"{name} must be a whole number, got {value!r}{_fix(name)}")
     try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise SettingError(f"{name} must be a whole number, got {value!r}{_fix(name)}") from None
+        return operator.index(value)
+    except TypeError:
+        real = _as_float(name, value)
+        if not real.is_integer():
+            raise SettingError(f"{name} must be a whole number, got {value!r}{_fix(name)}") from None
+        return int(real)
+
+
+def check_integer(name: str, value, low: int, high: int | None = None) -> int:
+    """`value` as an int in [low, high] (`whole_number`), else SettingError."""
+    number = whole_number(name, value)
     if number < low or (high is not None and number > high):
         valid = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise SettingError(f"{name} must be {valid}, got {value}{_fix(name)}")
+        raise SettingError(f"{name} must be {valid}, got {number}{_fix(name)}")
     return number
 
 
 def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise SettingError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
     return value
+
+
+def check_flag(name: str, value) -> bool:
+    """An on/off option: True or False (numpy's too), not a word or a number that looks like one."""
+    if not _is_bool(value):
+        raise SettingError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_temperature(temperature) -> float:
+    """0 (greedy) or a finite number of at least `MIN_TEMPERATURE`."""
+    temperature = check_number("temperature", temperature, 0.0)
+    if 0 < temperature < MIN_TEMPERATURE:
+        raise SettingError(f"temperature {temperature:g} is too small to sample with (the least is "
+                           f"{MIN_TEMPERATURE:g}); use 0 for greedy decoding, which is what it comes to")
+    return temperature
 
 
 def check_settings(settings: GenerationSettings, num_tokens: int) -> GenerationSettings:
@@ -90,30 +137,13 @@ def check_settings(settings: GenerationSettings, num_tokens: int) -> GenerationS
     return replace(
         settings,
         steps=check_integer("steps", settings.steps, 1, num_tokens),
-        cfg=check_number("cfg", settings.cfg, 0.0),
+        cfg=check_number("cfg", settings.cfg, 0.0, MAX_CFG),
         cfg_schedule=check_choice("cfg schedule", settings.cfg_schedule, CFG_SCHEDULES),
-        temperature=check_number("temperature", settings.temperature, 0.0),
+        temperature=check_temperature(settings.temperature),
         top_k=check_integer("top_k", settings.top_k, 0),
         top_p=check_number("top_p", settings.top_p, 0.0, 1.0, low_open=True),
         repulsion=None if settings.repulsion is None else check_integer("repulsion", settings.repulsion, 0),
     )
-
-
-def resolve_settings(model, *, steps: int | None = None, cfg: float | None = None, cfg_schedule: str | None = None,
-                     temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                     repulsion: int | None = None) -> GenerationSettings:
-    """The settings to generate with: each one given, or else the model's default for that step
-    count (`checkpoints.generation_defaults`: stored in the file, published, or plain). None means
-    "not given"; every value is checked before any work starts."""
-    from .checkpoints import generation_defaults
-
-    if steps is not None:
-        steps = check_integer("steps", steps, 1, model.config.num_tokens)
-    defaults = generation_defaults(model, steps)
-    given = dict(cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
-                 repulsion=repulsion)
-    return check_settings(replace(defaults, **{k: v for k, v in given.items() if v is not None}),
-                          model.config.num_tokens)
 
 
 def check_proximity(proximity) -> float:
@@ -123,7 +153,6 @@ def check_proximity(proximity) -> float:
 
 def check_order(order) -> str:
     """One of the order kinds (locality, random, raster)."""
-    from .schedule import ORDER_KINDS
     return check_choice("order", order, ORDER_KINDS)
 
 
@@ -163,6 +192,31 @@ def check_fps(fps) -> float:
 def check_count(name: str, count) -> int:
     """A number of images: a whole number ≥ 1."""
     return check_integer(name, count, 1)
+
+
+def check_group_sizes(group_sizes, total: int, what: str = "the grid") -> tuple[int, ...]:
+    """Tokens per step: whole numbers ≥ 1 that add up to the `total` tokens of `what`."""
+    if isinstance(group_sizes, (str, bytes)) or not hasattr(group_sizes, "__iter__"):
+        raise SettingError(f"group sizes must be a list of whole numbers ≥ 1 (tokens per step), got {group_sizes!r}")
+    sizes = tuple(check_integer("every group size", size, 1) for size in group_sizes)
+    if not sizes:
+        raise SettingError("group sizes are empty: give at least one step's number of tokens")
+    if sum(sizes) != total:
+        raise SettingError(f"group sizes sum to {sum(sizes)}, but {what} has {total} tokens to decode; they must "
+                           f"sum to exactly {total}")
+    return sizes
+
+
+def check_pixels(name: str, pixels, stride: int, least: int | None = None) -> int:
+    """A size in pixels: a whole number ≥ `least` (one token by default) that is a multiple of the
+    tokenizer's `stride`, since a token covers stride × stride pixels. Returns it in tokens."""
+    pixels = check_integer(name, pixels, stride if least is None else least)
+    if pixels % stride:
+        below, above = pixels // stride * stride, (pixels // stride + 1) * stride
+        nearest = f"{below} or {above}" if below >= (least or stride) else f"{above}"
+        raise SettingError(f"{name} {pixels} px is not a multiple of the tokenizer's stride ({stride} px): a token "
+                           f"covers {stride}×{stride} px; use {nearest}")
+    return pixels // stride
 
 
 def seed_of(seed: int, index: int) -> int:

@@ -16,20 +16,23 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .editing import fit_to_resolution, plan_edit
+from .blend import check_labels
+from .checkpoints import resolve_settings
+from .editing import fit_to_resolution, image_count, plan_edit
 from .errors import SettingError
-from .generate import DecodeStep, generate
+from .generate import DecodeStep, check_callback, check_negative_classes, generate
 from .model import LPD
-from .settings import seeds_for
-from .vq import VQModel
+from .settings import (check_flag, check_integer, check_negative, check_number, check_order, check_proximity,
+                       seeds_for)
+from .vq import VQModel, check_images
 from .weights import check_pair
 
 
 def spread_positions(grid_h: int, grid_w: int, count: int, seed: int) -> np.ndarray:
     """`count` raster positions spread over the grid: farthest-point sampling from a seeded random
     start (each pick is a position farthest from those picked so far, ties broken at random)."""
-    num_positions = grid_h * grid_w
-    if not 0 <= count <= num_positions:
+    num_positions = check_integer("grid height", grid_h, 1) * check_integer("grid width", grid_w, 1)
+    if not 0 <= check_integer("the tokens to keep", count, 0) <= num_positions:
         raise SettingError(f"can keep 0..{num_positions} tokens of a {grid_h}×{grid_w} grid, not {count}")
     rng = np.random.Generator(np.random.PCG64(seed))
     rows, cols = np.divmod(np.arange(num_positions), grid_w)
@@ -46,10 +49,8 @@ def spread_positions(grid_h: int, grid_w: int, count: int, seed: int) -> np.ndar
 
 def kept_count(num_tokens: int, strength: float) -> int:
     """How many tokens a variation of this strength keeps: round((1 − strength) · N)."""
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
-        raise SettingError(f"strength must be a number from 0 (the image itself) to 1 (a fresh sample), "
-                           f"got {strength!r}")
-    return round((1 - float(strength)) * num_tokens)
+    strength = check_number("strength", strength, 0.0, 1.0)
+    return round((1 - strength) * num_tokens)
 
 
 @dataclass
@@ -60,39 +61,51 @@ class VariationResult:
     kept: torch.Tensor  # (B, N) bool: the tokens taken from the input
 
 
-def vary(model: LPD, tokenizer: VQModel, images: torch.Tensor, labels, strength: float, *, steps: int,
-         order: str = "locality", seed: int = 0, cfg: float = 1.0, cfg_schedule: str = "linear",
-         temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, proximity: float = 1.0,
-         repulsion: int | None = None, negative=None, callback: Callable[[DecodeStep], None] | None = None,
-         fast: bool = False) -> VariationResult:
+@torch.no_grad()
+def vary(model: LPD, tokenizer: VQModel, images: torch.Tensor, labels, strength: float, *, steps: int | None = None,
+         order: str = "locality", seed: int = 0, cfg: float | None = None, cfg_schedule: str | None = None,
+         temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+         proximity: float = 1.0, repulsion: int | None = None, negative=None,
+         callback: Callable[[DecodeStep], None] | None = None, fast: bool = False) -> VariationResult:
     """One variation of each image (B, H, W, 3) in [0, 1] under `labels` (as for `generate`: an
     index, a `ClassMix`, or one per image; `negative` too). Images are fitted to the model's
     resolution first.
     Image b uses seed + b for the kept tokens, the order and the sampling, so it does not depend on
-    the batch; `steps` count the generated groups (never more than the tokens to regenerate)."""
+    the batch. steps, cfg, cfg_schedule, temperature, top_k, top_p, repulsion: None = the model's
+    defaults (`checkpoints.resolve_settings`); `steps` count the generated groups (never more than
+    the tokens to regenerate). Every input is checked before any work."""
     check_pair(model, tokenizer)
     grid = model.config.grid_size
+    # the input fitted and the decoded images fit in memory: checked before the pixels are read
+    tokenizer.images_at_once(image_count(images), grid * tokenizer.stride, grid * tokenizer.stride, copies=2)
+    images = check_images(images)
     num_tokens = grid * grid
     keep = kept_count(num_tokens, strength)
-    fitted = fit_to_resolution(images, grid * tokenizer.stride)
-    with torch.no_grad():
-        source = tokenizer.encode_images(fitted).to(model.pos_embed.device)
-    batch = source.shape[0]
+    batch = images.shape[0]
+    settings = resolve_settings(model, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature,
+                                top_k=top_k, top_p=top_p, repulsion=repulsion, steps_up_to_tokens=True)
+    order, proximity, fast = check_order(order), check_proximity(proximity), check_flag("fast", fast)
     seeds = seeds_for(seed, batch)
+    check_callback(callback)
+    labels = check_labels(labels, model.config.num_classes, batch)
+    check_negative(negative, settings.cfg)
+    check_negative_classes(negative, model.config.num_classes, batch)
+    fitted = fit_to_resolution(images, grid * tokenizer.stride)
+    source = tokenizer.encode_images(fitted).to(model.pos_embed.device)
     kept = torch.zeros(batch, num_tokens, dtype=torch.bool)
     for b, sample_seed in enumerate(seeds):
         kept[b, spread_positions(grid, grid, keep, sample_seed)] = True
     if keep == num_tokens:
         tokens = source
     else:
-        plans = [plan_edit(~kept[b].reshape(grid, grid), steps, order, sample_seed, proximity, repulsion)
-                 for b, sample_seed in enumerate(seeds)]
+        plans = [plan_edit(~kept[b].reshape(grid, grid), settings.steps, order, sample_seed, proximity,
+                           settings.repulsion) for b, sample_seed in enumerate(seeds)]
         # the group sizes depend only on how many tokens are kept, so one call serves the batch
         tokens = generate(model, labels=labels, batch=batch,
                           orders=torch.from_numpy(np.stack([plan.order for plan in plans])),
                           group_sizes=plans[0].group_sizes, known_steps=plans[0].known_steps, known_tokens=source,
-                          cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
-                          seeds=seeds, negative=negative, callback=callback, fast=fast)
-    with torch.no_grad():
-        decoded = tokenizer.decode_images(tokens)
+                          cfg=settings.cfg, cfg_schedule=settings.cfg_schedule, temperature=settings.temperature,
+                          top_k=settings.top_k, top_p=settings.top_p, seeds=seeds, negative=negative,
+                          callback=callback, fast=fast)
+    decoded = tokenizer.decode_images(tokens)
     return VariationResult(decoded, tokens.cpu(), source.cpu(), kept)

@@ -3,6 +3,10 @@
 Module names follow the published `vq_ds16_c2i.pt`, so it loads as it is. Pixels are in [-1, 1]
 inside the network; `images_to_pixels` / `pixels_to_images` convert from and to ComfyUI-style
 images (B, H, W, 3) in [0, 1].
+
+`encode_images` and `decode_images` are the doors: they check what they are given (`check_images`,
+`check_codes`: SettingError saying what to give), build no autograd graph, and work on as many
+images at once as fit in the device's memory (`lpd_core.memory`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .errors import SettingError
+from .memory import chunk_starts, plan_chunks
+from .settings import check_integer
+
+_RANGE_TOLERANCE = 1e-3  # resampling may overshoot [0, 1] by a rounding error
+_IMAGES = "images are (batch, height, width, 3) floats in [0, 1], as ComfyUI's IMAGE"
 
 
 @dataclass(frozen=True)
@@ -222,35 +233,146 @@ class VQModel(nn.Module):
     def vocab_size(self) -> int:
         return self.config.codebook_size
 
+    def memory_per_image(self, height: int, width: int) -> int:
+        """Working memory of one image of height × width pixels through the decoder (or encoder), in
+        bytes: a few activations of its widest level live at once (a residual block's input,
+        normalised copy and convolution output), plus the float32 image."""
+        config = self.config
+        itemsize = self.quant_conv.weight.element_size()
+        widest = max(config.ch * mult * (height >> level) * (width >> level)
+                     for level, mult in enumerate(config.ch_mult))
+        return 5 * widest * itemsize + 3 * height * width * 4
+
+    def images_at_once(self, count: int, height: int, width: int, copies: int = 1) -> int:
+        """How many of `count` images of height × width pixels to encode or decode at once: all that
+        fit in the tokenizer's device memory. NotEnoughMemoryError when `copies` of their float32
+        images (on the CPU) or the work of one of them cannot fit."""
+        plan_chunks("holding", count, copies * count * height * width * 3 * 4, lambda n: 0, "cpu")
+        return plan_chunks("decoding", count, 0, lambda n: n * self.memory_per_image(height, width),
+                           self.quant_conv.weight.device)
+
+    @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Pixels (B, 3, H, W) in [-1, 1] → codes (B, h·w) in raster order."""
-        stride = self.stride
-        if pixels.shape[-1] % stride or pixels.shape[-2] % stride:
-            raise ValueError(f"image size {tuple(pixels.shape[-2:])} is not a multiple of the tokenizer's "
-                             f"stride {stride}; resize or crop it first")
+        """Pixels (B, 3, H, W) in [-1, 1], each side a multiple of the stride → codes (B, h·w) in
+        raster order."""
+        if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4 or pixels.shape[1] != 3:
+            raise SettingError(f"pixels are a tensor (batch, 3, height, width) in [-1, 1]; got "
+                               f"{tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__}"
+                               f" (for ComfyUI-style images use encode_images)")
+        self._check_size(pixels.shape[-1], pixels.shape[-2])
+        return self._encode(pixels)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Codes (B, h·w) in raster order (`check_codes`) → pixels (B, 3, H, W), roughly in [-1, 1],
+        on the tokenizer's device. `grid` (h, w): None for a square grid."""
+        codes, grid = self.check_codes(codes, grid)
+        return self._decode(codes.to(self.quant_conv.weight.device), grid)
+
+    @torch.no_grad()
+    def decode_images(self, codes: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Codes (B, h·w) in raster order (`check_codes`) → ComfyUI-style images (B, H, W, 3) float32
+        in [0, 1] on the CPU. `grid` (h, w): None for a square grid."""
+        codes, grid = self.check_codes(codes, grid)
+        device = self.quant_conv.weight.device
+        chunk = self.images_at_once(len(codes), grid[0] * self.stride, grid[1] * self.stride)
+        return torch.cat([pixels_to_images(self._decode(codes[start:end].to(device), grid))
+                          for start, end in chunk_starts(len(codes), chunk)])
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """ComfyUI-style images (B, H, W, 3) in [0, 1] (`check_images`), each side a multiple of the
+        stride → codes (B, h·w) in raster order, on the tokenizer's device."""
+        images = check_images(images)
+        batch, height, width, _ = images.shape
+        self._check_size(width, height)
+        weight = self.quant_conv.weight
+        chunk = plan_chunks("encoding", batch, 0, lambda n: n * self.memory_per_image(height, width),
+                            weight.device)
+        return torch.cat([self._encode(images_to_pixels(images[start:end]).to(device=weight.device, dtype=weight.dtype))
+                          for start, end in chunk_starts(batch, chunk)])
+
+    def _check_size(self, width: int, height: int) -> None:
+        if height % self.stride or width % self.stride:
+            raise SettingError(f"the images are {width}×{height} px, not a multiple of the tokenizer's stride "
+                               f"({self.stride} px) on each side; resize or crop them first (e.g. "
+                               f"lpd_core.editing.fit_to_resolution)")
+
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
         codes = self.quantize.nearest(self.quant_conv(self.encoder(pixels)))
         return codes.reshape(codes.shape[0], -1)
 
-    def decode(self, codes: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
-        """Codes (B, h·w) raster → pixels (B, 3, H, W), roughly in [-1, 1]."""
-        if grid is None:
-            side = int(round(codes.shape[1] ** 0.5))
-            if side * side != codes.shape[1]:
-                raise ValueError(f"{codes.shape[1]} codes are not a square grid; pass grid=(h, w)")
-            grid = (side, side)
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.vocab_size):
-            raise ValueError(f"codes must be in 0..{self.vocab_size - 1} for this tokenizer")
+    def _decode(self, codes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         quant = self.quantize.lookup(codes.reshape(codes.shape[0], *grid))
         return self.decoder(self.post_quant_conv(quant.to(self.post_quant_conv.weight.dtype)))
 
-    def decode_images(self, codes: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
-        """Codes → ComfyUI-style images (B, H, W, 3) float32 in [0, 1]."""
-        return pixels_to_images(self.decode(codes, grid))
+    def check_codes(self, codes, grid: tuple[int, int] | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Codes as decoding takes them: an integer tensor (B, h·w), each code in 0..vocab−1, with
+        `grid` = (h, w) (None: a square grid). SettingError, saying what to give, for anything else."""
+        what = f"codes are an integer tensor (batch, tokens) of values 0..{self.vocab_size - 1}"
+        if not isinstance(codes, torch.Tensor):
+            raise SettingError(f"{what}; got {type(codes).__name__}")
+        if codes.dtype == torch.bool or codes.is_floating_point() or codes.is_complex():
+            raise SettingError(f"{what}; got {codes.dtype}")
+        if codes.ndim == 1:
+            raise SettingError(f"{what}; got shape {tuple(codes.shape)}, one dimension short: add the batch "
+                               f"dimension (codes[None])")
+        if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
+            raise SettingError(f"{what}; got shape {tuple(codes.shape)}")
+        count = codes.shape[1]
+        if grid is None:
+            side = int(round(count ** 0.5))
+            if side * side != count:
+                raise SettingError(f"{count} codes per image are not a square grid; pass grid=(height, width) in "
+                                   f"tokens")
+            grid = (side, side)
+        try:
+            grid = tuple(check_integer("a grid side", side, 1) for side in grid)
+        except TypeError:
+            grid = ()
+        if len(grid) != 2 or grid[0] * grid[1] != count:
+            raise SettingError(f"grid must be (height, width) in tokens with height × width = {count} (the codes "
+                               f"per image), got {grid}")
+        low, high = int(codes.min()), int(codes.max())
+        if low < 0 or high >= self.vocab_size:
+            raise SettingError(f"{what}; got codes from {low} to {high}: they are not this tokenizer's (use the "
+                               f"tokenizer the model was trained with)")
+        return codes.long(), grid
 
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """ComfyUI-style images (B, H, W, 3) in [0, 1] → codes (B, h·w)."""
-        weight = self.quant_conv.weight
-        return self.encode(images_to_pixels(images).to(device=weight.device, dtype=weight.dtype))
+
+def check_images(images) -> torch.Tensor:
+    """Images as the tokenizer (and editing) take them: (B, H, W, 3) floats in [0, 1] (a single
+    channel is grey and is repeated to 3). SettingError, saying what to do, for anything else."""
+    if not isinstance(images, torch.Tensor):
+        raise SettingError(f"the images must be a torch tensor, got {type(images).__name__}; {_IMAGES}")
+    if images.ndim == 3:
+        raise SettingError(f"the images have shape {tuple(images.shape)}, one dimension short; add the batch "
+                           f"dimension (images[None]): {_IMAGES}")
+    if images.ndim != 4:
+        raise SettingError(f"the images must have 4 dimensions, got shape {tuple(images.shape)}; {_IMAGES}")
+    batch, height, width, channels = images.shape
+    if channels == 4:
+        raise SettingError("the images have 4 channels (RGBA); drop the alpha channel (images[..., :3]) or "
+                           "composite it over a background first")
+    if channels not in (1, 3):
+        raise SettingError(f"the images have {channels} channels (shape {tuple(images.shape)}); {_IMAGES}")
+    if batch == 0 or height == 0 or width == 0:
+        raise SettingError(f"the images are empty (shape {tuple(images.shape)}): give at least one image of "
+                           f"at least 1×1 pixels")
+    check_pixels("images", images, _IMAGES)
+    return images.expand(-1, -1, -1, 3) if channels == 1 else images
+
+
+def check_pixels(name: str, values: torch.Tensor, shape_words: str) -> None:
+    """Finite floats in [0, 1] (within resampling's rounding); SettingError saying how to get there."""
+    if not values.dtype.is_floating_point:
+        raise SettingError(f"the {name} must hold floats in [0, 1], got {values.dtype}; for 8-bit pixels divide "
+                           f"by 255 ({shape_words})")
+    finite = bool(torch.isfinite(values).all())
+    low, high = float(values.min()), float(values.max())
+    if not (finite and low >= -_RANGE_TOLERANCE and high <= 1 + _RANGE_TOLERANCE):
+        raise SettingError(f"the {name} values must be finite and in [0, 1], got {low:g} to {high:g}; for 0..255 "
+                           f"pixels divide by 255, for [-1, 1] pixels use (x + 1) / 2")
 
 
 def pixels_to_images(pixels: torch.Tensor) -> torch.Tensor:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pickle
-import struct
-import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError, DeviceError, SettingError
-from .files import atomic_write, check_writable
+from .files import GET_AGAIN, as_path, atomic_write, check_writable, checkpoint_format
 from .model import LPD, LPDConfig
-from .settings import GenerationSettings
+from .settings import GenerationSettings, check_integer, check_settings
 from .vq import VQConfig, VQModel
 
 # Metadata keys of our .safetensors files (all values are strings, JSON where structured).
@@ -107,87 +106,57 @@ def dtype_name(dtype: torch.dtype) -> str:
     return next(name for name, value in DTYPES.items() if value == dtype)
 
 
-# What to do about a damaged or missing checkpoint file.
-GET_AGAIN = ("get the file again: published models with python -m lpd_core download <name> (e.g. lpd_l_256, "
-             "vq_ds16_c2i), your own by copying it again")
-_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
-          b"RIFF": "a RIFF file (WebP image or audio)", b"%PDF": "a PDF document", b"<": "an HTML or XML page",
-          b"{": "a JSON file", b"version https://git-lfs": "a Git LFS pointer, not the file it points to"}
-
-
-def checkpoint_format(path) -> str:
-    """What a checkpoint file holds, read from its first bytes and its structure: "safetensors",
-    "torch-zip" (torch.save's format) or "torch-pickle" (the legacy one). CheckpointError, naming
-    the file and what to do, for a missing, empty, truncated or non-checkpoint file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}; check the path, or {GET_AGAIN}")
-    size = path.stat().st_size
-    if size == 0:
-        raise CheckpointError(f"{path} is empty (0 bytes), e.g. from an interrupted download or copy; {GET_AGAIN}")
-    with open(path, "rb") as f:
-        head = f.read(64)
-        if len(head) >= 9 and head[8:9] == b"{":  # safetensors: u64 header length, then a JSON header
-            (header_length,) = struct.unpack("<Q", head[:8])
-            if 8 + header_length > size:
-                raise CheckpointError(f"{path} is truncated: its safetensors header alone needs "
-                                      f"{8 + header_length} bytes, the file has {size}; {GET_AGAIN}")
-            f.seek(8)
-            try:
-                header = json.loads(f.read(header_length))
-                end = max([int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"],
-                          default=0)
-            except (ValueError, KeyError, TypeError, IndexError):
-                raise CheckpointError(f"{path} has a damaged safetensors header; {GET_AGAIN}") from None
-            if 8 + header_length + end != size:
-                raise CheckpointError(f"{path} is {'truncated' if 8 + header_length + end > size else 'damaged'}: "
-                                      f"its header describes {8 + header_length + end} bytes, the file has "
-                                      f"{size}; {GET_AGAIN}")
-            return "safetensors"
-    if head.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(path):
-                pass
-        except (zipfile.BadZipFile, OSError):
-            raise CheckpointError(f"{path} is truncated or damaged (its zip directory cannot be read); "
-                                  f"{GET_AGAIN}") from None
-        return "torch-zip"
-    if head[:1] == b"\x80":  # pickle protocol 2+: the legacy torch.save format
-        return "torch-pickle"
-    kind = next((what for magic, what in _MAGIC.items() if head.lstrip().startswith(magic)), None)
-    raise CheckpointError(f"{path} is not a checkpoint{f': it is {kind}' if kind else ''} (expected a .safetensors "
-                          f"file or a PyTorch .pth/.pt file); pass the model or tokenizer file instead")
-
-
 def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict]:
     """State dict and metadata of a checkpoint file; metadata holds a converted file's config.
-    The file's kind is read from its content (`checkpoint_format`), whatever its suffix says."""
-    path = Path(path)
+    The file's kind is read from its content (`files.checkpoint_format`), whatever its suffix says,
+    so a mislabelled file gets the same answer under any name."""
+    path = as_path(path, "checkpoint", CheckpointError)
     if checkpoint_format(path) == "safetensors":
         try:
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}
             return load_file(str(path)), metadata
-        except SafetensorError as error:
-            raise CheckpointError(f"{path} cannot be read as safetensors ({error}); {GET_AGAIN}") from None
+        except (SafetensorError, ValueError, RuntimeError, TypeError) as error:
+            raise CheckpointError(f"{path} cannot be read as safetensors ({_first_line(error)}); {GET_AGAIN}") from None
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            data = torch.load(path, map_location="cpu", weights_only=True)
+        # an open file, not its name: torch.load goes by a name's suffix (.safetensors), the content decides here
+        with open(path, "rb") as f, torch.serialization.safe_globals([argparse.Namespace]):
+            data = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "Weights only load failed" not in str(error):
-            raise CheckpointError(f"{path} is truncated or damaged ({str(error).splitlines()[0]}); "
-                                  f"{GET_AGAIN}") from None
-        raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and plain "
-                              f"containers, and loading them could run code; use a .safetensors file or a "
-                              f"checkpoint saved as a plain state dict") from None
-    except (EOFError, RuntimeError) as error:  # RuntimeError: torch's zip reader on a damaged archive
-        raise CheckpointError(f"{path} is truncated or damaged ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0] if str(error) else 'no details'}); {GET_AGAIN}") from None
+            raise CheckpointError(f"{path} is truncated or damaged ({_first_line(error)}); {GET_AGAIN}") from None
+        # the weights-only unpickler cannot tell objects it refuses from bytes it cannot read
+        raise CheckpointError(f"refusing to load {path}: it is not a plain state dict of tensors (it holds other "
+                              f"objects, and loading them could run code, or it is damaged); use a .safetensors "
+                              f"file or a checkpoint saved as a plain state dict") from None
+    # torch's readers on a damaged archive or pickle: RuntimeError (zip), the others (legacy format)
+    except (EOFError, RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+            UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is truncated or damaged ({type(error).__name__}: {_first_line(error)}); "
+                              f"{GET_AGAIN}") from None
     state_dict = data.get("model", data) if isinstance(data, dict) else None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"{path} is not a state dict (nor a dict with one under 'model'); pass an LPD "
                               f"model or VQ tokenizer checkpoint")
     return state_dict, {}
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error).strip() else "no details"
+
+
+def safetensors_header(path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """Metadata and tensor shapes of a .safetensors file, read from its header alone (no weights are
+    loaded); CheckpointError, as for loading, for a file that is not one whatever its name says."""
+    path = Path(path)
+    if checkpoint_format(path) != "safetensors":
+        raise CheckpointError(f"{path} is not a .safetensors file (it is a PyTorch checkpoint); its header "
+                              f"cannot be read without loading it")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}, {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, ValueError, RuntimeError, TypeError) as error:
+        raise CheckpointError(f"{path} cannot be read as safetensors ({_first_line(error)}); {GET_AGAIN}") from None
 
 
 def is_lpd_state_dict(state_dict) -> bool:
@@ -198,14 +167,33 @@ def is_tokenizer_state_dict(state_dict) -> bool:
     return TOKENIZER_KEY in state_dict
 
 
+def checkpoint_kind(metadata: dict, keys) -> str | None:
+    """"lpd" (a model), "vq" (a tokenizer) or None, from a checkpoint's metadata and tensor names."""
+    kind = metadata.get(KIND_METADATA_KEY)
+    if kind in ("lpd", "vq"):
+        return kind
+    return "lpd" if is_lpd_state_dict(keys) else "vq" if is_tokenizer_state_dict(keys) else None
+
+
+def check_finite(state_dict: dict, path) -> None:
+    """Refuse weights that hold NaN or infinity: they would decode to noise (or nothing) without an
+    error. One sum per tensor is one pass over its memory; a sum that is not finite is confirmed
+    element by element (large finite weights can overflow a sum) and names the tensor."""
+    for name, tensor in state_dict.items():
+        if tensor.is_floating_point() and not math.isfinite(tensor.sum()) and not torch.isfinite(tensor).all():
+            bad = (~torch.isfinite(tensor)).sum()
+            raise CheckpointError(f"{path} holds {int(bad)} non-finite values (NaN or infinity) in {name}: the file "
+                                  f"is damaged, or was saved from a training run that diverged; {GET_AGAIN}")
+
+
 def _check_keys(module: torch.nn.Module, state_dict: dict, path) -> None:
     expected = set(module.state_dict())
     missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match the {type(module).__name__} layout: missing keys "
-                         f"{missing[:10]}{' …' if len(missing) > 10 else ''}, unexpected keys "
-                         f"{unexpected[:10]}{' …' if len(unexpected) > 10 else ''}; is it a checkpoint of "
-                         f"another architecture?")
+                              f"{missing[:10]}{' …' if len(missing) > 10 else ''}, unexpected keys "
+                              f"{unexpected[:10]}{' …' if len(unexpected) > 10 else ''}; is it a checkpoint of "
+                              f"another architecture?")
     mismatched = [k for k, v in module.state_dict().items() if v.shape != state_dict[k].shape]
     if mismatched:
         k = mismatched[0]
@@ -213,11 +201,25 @@ def _check_keys(module: torch.nn.Module, state_dict: dict, path) -> None:
                               f"{tuple(module.state_dict()[k].shape)}; the file's config and weights disagree")
 
 
+def _checked_config(config: LPDConfig, path) -> LPDConfig:
+    """A model config from a file: whole sizes ≥ 1, heads that divide the width, positive ratios."""
+    sizes = ("embed_dim", "depth", "num_heads", "grid_size", "vocab_size", "num_classes")
+    ratios = ("mlp_ratio", "layer_norm_eps")
+    good = all(isinstance(getattr(config, k), int) and not isinstance(getattr(config, k), bool)
+               and getattr(config, k) >= 1 for k in sizes) \
+        and all(isinstance(getattr(config, k), (int, float)) and math.isfinite(getattr(config, k))
+                and getattr(config, k) > 0 for k in ratios) \
+        and config.embed_dim % config.num_heads == 0 and int(config.embed_dim * config.mlp_ratio) >= 1
+    if not good:
+        raise CheckpointError(f"{path} describes a model that cannot be built ({config}); {GET_AGAIN}")
+    return config
+
+
 def lpd_config_for(state_dict: dict, metadata: dict, num_heads: int | None, path="checkpoint") -> LPDConfig:
     if num_heads is not None and MODEL_KEY in state_dict:
         width = state_dict[MODEL_KEY].shape[-1]
-        if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1 or width % num_heads:
-            divisors = [h for h in range(1, width + 1) if width % h == 0 and 32 <= width // h <= 128]
+        divisors = [h for h in range(1, width + 1) if width % h == 0 and 32 <= width // h <= 128]
+        if check_integer("num_heads", num_heads, 1) > width or width % num_heads:
             raise SettingError(f"num_heads must divide the model's width {width}, got {num_heads!r}; e.g. "
                                f"{', '.join(map(str, divisors)) or 1}")
     if CONFIG_METADATA_KEY in metadata and metadata.get(KIND_METADATA_KEY, "lpd") == "lpd":
@@ -225,16 +227,38 @@ def lpd_config_for(state_dict: dict, metadata: dict, num_heads: int | None, path
             stored = LPDConfig(**json.loads(metadata[CONFIG_METADATA_KEY]))
         except (ValueError, TypeError) as error:
             raise CheckpointError(f"{path} has a damaged {CONFIG_METADATA_KEY} entry ({error}); {GET_AGAIN}") from None
-        return stored if num_heads is None else LPDConfig(**{**stored.to_dict(), "num_heads": num_heads})
+        return _checked_config(stored if num_heads is None else LPDConfig(**{**stored.to_dict(), "num_heads": num_heads}),
+                               path)
     try:
-        return LPDConfig.from_state_dict(state_dict, num_heads=num_heads)
-    except ValueError as error:  # the weights do not say what the model is (heads, grid)
+        config = LPDConfig.from_state_dict(state_dict, num_heads=num_heads)
+    except (ValueError, KeyError, IndexError, TypeError) as error:  # the weights do not say what the model is
         raise CheckpointError(f"{path}: {error}") from None
+    return _checked_config(config, path)
+
+
+def _stored_extras(model: LPD, metadata: dict, path) -> None:
+    """What a model's file says about itself: class names, generation defaults, its tokenizer."""
+    num_classes, num_tokens = model.config.num_classes, model.config.num_tokens
+    try:
+        if CLASS_NAMES_METADATA_KEY in metadata:
+            names = json.loads(metadata[CLASS_NAMES_METADATA_KEY])
+            if not isinstance(names, list) or len(names) != num_classes or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"{CLASS_NAMES_METADATA_KEY} must list {num_classes} names")
+            model.class_names = names
+        if DEFAULTS_METADATA_KEY in metadata:
+            model.generation_defaults = check_settings(GenerationSettings(**json.loads(metadata[DEFAULTS_METADATA_KEY])),
+                                                       num_tokens)
+    except (ValueError, TypeError) as error:  # SettingError is a ValueError: defaults out of range
+        raise CheckpointError(f"{path} has damaged metadata ({error}); {GET_AGAIN}") from None
+    model.tokenizer_name = str(metadata.get(TOKENIZER_METADATA_KEY, model.tokenizer_name))
 
 
 def load_model(path, device="cpu", dtype="fp32", num_heads: int | None = None) -> LPD:
     """Build an LPD model from a checkpoint (published .pth, or .safetensors) in eval mode.
-    dtype: fp32 / bf16 / fp16 / "auto" (`auto_dtype`: bf16 on GPU and for wide models on bf16 CPUs)."""
+    dtype: fp32 / bf16 / fp16 / "auto" (`auto_dtype`: bf16 on GPU and for wide models on bf16 CPUs).
+    CheckpointError for a file that cannot be used, weights holding NaN or infinity included."""
+    device = resolve_device(device)
+    resolve_dtype(dtype, device)  # checked before the file is read
     state_dict, metadata = read_checkpoint(path)
     if not is_lpd_state_dict(state_dict):
         raise CheckpointError(f"{path} is not an LPD checkpoint (no pos_embed){'; it is a VQ tokenizer: pass it as the tokenizer' if is_tokenizer_state_dict(state_dict) else ''}")
@@ -242,32 +266,33 @@ def load_model(path, device="cpu", dtype="fp32", num_heads: int | None = None) -
     with torch.device("meta"):
         model = LPD(config)
     _check_keys(model, state_dict, path)
+    check_finite(state_dict, path)
     model.load_state_dict(state_dict, assign=True)
-    if CLASS_NAMES_METADATA_KEY in metadata:
-        model.class_names = json.loads(metadata[CLASS_NAMES_METADATA_KEY])
-    if DEFAULTS_METADATA_KEY in metadata:
-        model.generation_defaults = GenerationSettings(**json.loads(metadata[DEFAULTS_METADATA_KEY]))
-    model.tokenizer_name = metadata.get(TOKENIZER_METADATA_KEY, model.tokenizer_name)
+    _stored_extras(model, metadata, path)
     return model.to(device=device, dtype=resolve_dtype(dtype, device, config.embed_dim)).eval()
 
 
 def load_tokenizer(path, device="cpu", dtype="fp32") -> VQModel:
     """Build the VQ tokenizer from a checkpoint (LlamaGen layout, .pt or .safetensors).
-    dtype "auto": bf16 on GPU, fp32 on CPU."""
+    dtype "auto": bf16 on GPU, fp32 on CPU. CheckpointError for a file that cannot be used, weights
+    holding NaN or infinity included."""
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     state_dict, _ = read_checkpoint(path)
     if not is_tokenizer_state_dict(state_dict):
         raise CheckpointError(f"{path} is not a VQ tokenizer checkpoint (no {TOKENIZER_KEY})"
                               f"{'; it is an LPD model: pass it as the model' if is_lpd_state_dict(state_dict) else ''}")
     try:
         config = VQConfig.from_state_dict(state_dict)
-    except (KeyError, ValueError, IndexError) as error:
+        with torch.device("meta"):
+            model = VQModel(config)
+    except (KeyError, ValueError, IndexError, ZeroDivisionError, RuntimeError) as error:
         raise CheckpointError(f"{path} does not have the LlamaGen VQ layout (missing or odd {error}); pass a "
                               f"LlamaGen-layout tokenizer such as vq_ds16_c2i") from None
-    with torch.device("meta"):
-        model = VQModel(config)
     _check_keys(model, state_dict, path)
+    check_finite(state_dict, path)
     model.load_state_dict(state_dict, assign=True)
-    return model.to(device=device, dtype=resolve_dtype(dtype, device)).eval()
+    return model.to(device=device, dtype=dtype).eval()
 
 
 def save_model(model: LPD, path, extra_metadata: dict[str, str] | None = None) -> Path:
@@ -310,7 +335,12 @@ def convert(source, destination=None, num_heads: int | None = None) -> Path:
 
 
 def check_pair(model: LPD, tokenizer: VQModel) -> None:
-    """The tokenizer must speak the model's vocabulary."""
+    """A model (`load_model`) and a tokenizer (`load_tokenizer`) that speaks its vocabulary."""
+    if not isinstance(model, LPD) or not isinstance(tokenizer, VQModel):
+        swapped = isinstance(model, VQModel) and isinstance(tokenizer, LPD)
+        raise SettingError("the model and the tokenizer are swapped: pass the LPD model first, then the tokenizer"
+                           if swapped else f"need an LPD model (lpd_core.load_model) and a VQ tokenizer "
+                           f"(lpd_core.load_tokenizer), got {type(model).__name__} and {type(tokenizer).__name__}")
     if model.config.vocab_size != tokenizer.vocab_size:
         raise CheckpointError(f"tokenizer/model mismatch: the model predicts {model.config.vocab_size} codes "
                          f"but the tokenizer has {tokenizer.vocab_size}; load the tokenizer the model "

@@ -12,8 +12,7 @@ Every class field here takes one class or a mix: "circle", "207", "tiger:0.7, go
 from __future__ import annotations
 
 from . import runtime
-from .sampling import (MODEL_DEFAULT, negative_class, negative_input, order_choices, resolve_widget_settings,
-                       sampling_inputs, settings_record)
+from .sampling import MODEL_DEFAULT, SamplerRun, negative_input, order_choices, sampling_inputs
 from .schema import CATEGORY, DEFAULT, Model, Schedule, Tokenizer, Tokens, io
 from .tokens import TokenGrid
 
@@ -35,18 +34,6 @@ def _mix(text: str, module):
     """A class index, or a ClassMix when the text mixes several classes."""
     from lpd_core.blend import label_or_mix, parse_class_mix
     return label_or_mix(parse_class_mix(text, module))
-
-
-def _progress(total: int, tokenizer, grid: tuple[int, int]):
-    """A per-step callback with progress, live preview of the grid being decoded and Cancel."""
-    from lpd_core.preview import LivePreview
-    preview = LivePreview(tokenizer, grid)  # the palette is fitted once per tokenizer
-    bar = runtime.progress_bar(total)
-
-    def on_step(value: int, step):
-        runtime.throw_if_interrupted()
-        bar.update_absolute(value, total, preview.frame(step.tokens, step.known))
-    return on_step
 
 
 class LPDClassBlend(io.ComfyNode):
@@ -84,40 +71,21 @@ class LPDClassBlend(io.ComfyNode):
                 temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, switch_classes="", switch_step=1, tokenizer=None,
                 negative=""):
         from lpd_core import generate
-        from lpd_core.settings import check_negative, seeds_for
-        from lpd_core.weights import check_pair
 
-        module = model.module
-        if tokenizer is not None:
-            check_pair(module, tokenizer.module)
-        labels = [_mix(classes, module)] * batch_size
+        labels = [_mix(classes, model.module)] * batch_size
         switch = {}
         if switch_classes and switch_classes.strip():
-            switch = dict(switch_labels=[_mix(switch_classes, module)] * batch_size, switch_step=int(switch_step))
-        settings = resolve_widget_settings(module, steps=schedule.steps, cfg=cfg, cfg_schedule=cfg_schedule,
-                                           temperature=temperature, top_k=top_k, top_p=top_p)
-        seeds = seeds_for(seed, batch_size)
-        contrast = negative_class(negative, module)
-        check_negative(contrast, settings.cfg)
-        progress = None if tokenizer is None else _progress(schedule.steps, tokenizer.ready(),
-                                                            (schedule.grid_h, schedule.grid_w))
-
-        def on_step(step):
-            if progress is None:
-                runtime.throw_if_interrupted()
-            else:
-                progress(step.step + 1, step)
-
-        lpd = model.ready(runtime.decoder_memory(model, batch_size, schedule.group_sizes, settings.cfg))
-        with runtime.fast_decoding(lpd) as fast:
-            tokens = generate(lpd, schedule, labels, seeds=seeds, negative=contrast, callback=on_step, fast=fast,
-                              **settings_record(settings), **switch)
-        grid = TokenGrid(tokens.to("cpu"), (schedule.grid_h, schedule.grid_w), module.config.vocab_size,
-                         labels=labels, seeds=seeds, settings={**settings_record(settings), "classes": classes,
-                                                               "switch_classes": switch_classes if switch else "",
-                                                               "switch_step": switch.get("switch_step"),
-                                                               "negative": negative})
-        return io.NodeOutput(grid)
+            switch = dict(switch_labels=[_mix(switch_classes, model.module)] * batch_size, switch_step=switch_step)
+        sampler = SamplerRun(model, tokenizer, count=batch_size, seed=seed, steps=schedule.steps, cfg=cfg,
+                             cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
+                             negative=negative)
+        grid = (schedule.grid_h, schedule.grid_w)
+        tokens = sampler.run(lambda lpd, vq, on_step, fast: generate(
+            lpd, schedule, labels, seeds=sampler.seeds, callback=on_step, fast=fast, **sampler.sampling, **switch),
+            group_sizes=schedule.group_sizes, preview_grid=grid)
+        return io.NodeOutput(sampler.token_grid(tokens, grid, labels, classes=classes,
+                                                switch_classes=switch_classes if switch else "",
+                                                switch_step=switch.get("switch_step")))
 
 
 class LPDVariation(io.ComfyNode):
@@ -159,34 +127,21 @@ class LPDVariation(io.ComfyNode):
     def execute(cls, model, tokenizer, image, classes, strength, variations, steps=0, order="locality", seed=0,
                 cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT,
                 negative=""):
-        from lpd_core.checkpoints import generation_defaults
-        from lpd_core.settings import check_negative, seeds_for
         from lpd_core.variation import vary
-        from lpd_core.weights import check_pair
 
-        module, vq_module = model.module, tokenizer.module
-        check_pair(module, vq_module)
-        label = _mix(classes, module)
-        grid = module.config.grid_size
-        steps = min(steps or generation_defaults(module).steps, grid * grid)
-        settings = resolve_widget_settings(module, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule,
-                                           temperature=temperature, top_k=top_k, top_p=top_p)
-        contrast = negative_class(negative, module)
-        check_negative(contrast, settings.cfg)
+        label = _mix(classes, model.module)
         images = image[..., :3].float().cpu().repeat_interleave(variations, dim=0)
-        count = images.shape[0]
-        size = grid * vq_module.stride
-        vq = tokenizer.ready(memory_required=runtime.vq_memory_per_image(vq_module, size, size) * count)
-        progress = _progress(steps, vq, (grid, grid))
-        lpd = model.ready(runtime.decoder_memory(model, count, [grid * grid], settings.cfg))
-        with runtime.fast_decoding(lpd) as fast:
-            result = vary(lpd, vq, images, label, float(strength), steps=steps, order=order, seed=seed,
-                          repulsion=settings.repulsion, negative=contrast,
-                          callback=lambda step: progress(step.step + 1, step), fast=fast, **settings_record(settings))
-        tokens = TokenGrid(result.tokens, (grid, grid), vq_module.vocab_size, labels=[label] * count,
-                           seeds=seeds_for(seed, count), settings={**settings_record(settings), "steps": steps,
-                                                                    "order": order, "strength": float(strength),
-                                                                    "negative": negative})
+        count, grid = images.shape[0], model.module.config.grid_size
+        sampler = SamplerRun(model, tokenizer, count=count, seed=seed, steps=steps, steps_up_to_tokens=True, cfg=cfg,
+                             cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
+                             negative=negative)
+        settings, side = sampler.settings, grid * tokenizer.module.stride
+        result = sampler.run(lambda lpd, vq, on_step, fast: vary(
+            lpd, vq, images, label, strength, steps=settings.steps, order=order, seed=seed,
+            repulsion=settings.repulsion, callback=on_step, fast=fast, **sampler.sampling),
+            group_sizes=[grid * grid], preview_grid=(grid, grid), decoded=(side, side))
+        tokens = sampler.token_grid(result.tokens, (grid, grid), [label] * count, steps=settings.steps, order=order,
+                                    strength=float(strength))
         return io.NodeOutput(result.images.float().to(runtime.intermediate_device()), tokens)
 
 
@@ -237,46 +192,34 @@ class LPDWideCanvas(io.ComfyNode):
                 order="locality", seed=0, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT,
                 top_p=DEFAULT, to_classes="", negative=""):
         from lpd_core.blend import parse_class_mixes
-        from lpd_core.canvas import canvas_tokens, check_canvas, tile_starts, wide_canvas
-        from lpd_core.checkpoints import generation_defaults
+        from lpd_core.canvas import plan_canvas, wide_canvas
         from lpd_core.errors import SettingError
-        from lpd_core.settings import check_negative, seeds_for
-        from lpd_core.weights import check_pair
+        from lpd_core.settings import check_pixels
 
-        module, vq_module = model.module, tokenizer.module
-        check_pair(module, vq_module)
-        tile_labels = parse_class_mixes(classes, module)
+        tile_labels = parse_class_mixes(classes, model.module)
         labels, tile_classes = (None, dict(tile_labels=tile_labels)) if len(tile_labels) > 1 \
             else (tile_labels * batch_size, {})
         if to_classes and to_classes.strip():
             if labels is None:
                 raise SettingError("`to_classes` goes with one class or mix in `classes`; with a class per tile "
                                    "('a; b; c') leave `to_classes` empty")
-            tile_classes = dict(to_labels=[_mix(to_classes, module)] * batch_size)
-        grid, stride = module.config.grid_size, vq_module.stride
-        columns, rows = canvas_tokens(width or grid * stride, height or grid * stride, stride)
-        overlap = overlap or grid // 2
-        check_canvas(grid, columns, rows, overlap)
-        tiles = len(tile_starts(columns, grid, overlap)) * len(tile_starts(rows, grid, overlap))
-        steps = min(steps or generation_defaults(module).steps, grid * grid)
-        settings = resolve_widget_settings(module, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule,
-                                           temperature=temperature, top_k=top_k, top_p=top_p)
-        contrast = negative_class(negative, module)
-        check_negative(contrast, settings.cfg)
-        vq = tokenizer.ready(memory_required=runtime.vq_memory_per_image(vq_module, rows * stride, columns * stride)
-                             * batch_size)
-        progress = _progress(tiles * steps, vq, (grid, grid))
-        lpd = model.ready(runtime.decoder_memory(model, batch_size, [grid * grid], settings.cfg))
-        with runtime.fast_decoding(lpd) as fast:
-            result = wide_canvas(lpd, vq, labels, batch=batch_size, width=columns, height=rows, overlap=overlap,
-                                 steps=steps, order=order, seed=seed, repulsion=settings.repulsion, negative=contrast,
-                                 callback=lambda tile, step: progress(tile * steps + step.step + 1, step), fast=fast,
-                                 **tile_classes, **settings_record(settings))
-        tokens = TokenGrid(result.tokens, result.grid, vq_module.vocab_size, labels=labels,
-                           seeds=seeds_for(seed, batch_size),
-                           settings={**settings_record(settings), "steps": steps, "order": order, "overlap": overlap,
-                                     "tiles": len(result.tiles), "classes": classes, "to_classes": to_classes,
-                                     "negative": negative})
+            tile_classes = dict(to_labels=_mix(to_classes, model.module))
+        grid, stride = model.module.config.grid_size, tokenizer.module.stride
+        columns = check_pixels("width", width or grid * stride, stride)  # 0: the model's resolution
+        rows = check_pixels("height", height or grid * stride, stride)
+        overlap, tiles = plan_canvas(grid, columns, rows, overlap or None, stride)  # 0: the default overlap
+        sampler = SamplerRun(model, tokenizer, count=batch_size, seed=seed, steps=steps, steps_up_to_tokens=True,
+                             cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
+                             negative=negative)
+        settings = sampler.settings
+        result = sampler.run(lambda lpd, vq, on_step, fast: wide_canvas(
+            lpd, vq, labels, batch=batch_size, width=columns, height=rows, overlap=overlap, steps=settings.steps,
+            order=order, seed=seed, repulsion=settings.repulsion, fast=fast, **tile_classes, **sampler.sampling,
+            callback=lambda tile, step: on_step(step, tile)),
+            group_sizes=[grid * grid], preview_grid=(grid, grid), decoded=(rows * stride, columns * stride),
+            tiles=len(tiles))
+        tokens = sampler.token_grid(result.tokens, result.grid, labels, steps=settings.steps, order=order,
+                                    overlap=overlap, tiles=len(result.tiles), classes=classes, to_classes=to_classes)
         return io.NodeOutput(result.images.float().to(runtime.intermediate_device()), tokens)
 
 
@@ -306,7 +249,8 @@ class LPDClassMorph(io.ComfyNode):
                 io.Int.Input("layout_steps", default=-1, min=-1, max=4096, tooltip=(
                     "The first decode steps of every frame follow `classes` in the first half of the frames and "
                     "`to_classes` in the second, so composition and colours change once, in the middle, instead "
-                    "of drifting from frame to frame; 0 blends every step. -1 = half the schedule's steps.")),
+                    "of drifting from frame to frame; 0 blends every step. -1 = a quarter of the schedule's "
+                    "steps.")),
                 *sampling_inputs("Sampling seed of every frame.", CFG_SCHEDULE_TOOLTIP),
                 negative_input(),
             ],
@@ -322,32 +266,23 @@ class LPDClassMorph(io.ComfyNode):
                 seed=0, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT,
                 negative=""):
         from lpd_core.morph import class_morph
-        from lpd_core.settings import check_easing, check_frames, check_layout_steps, check_negative
-        from lpd_core.weights import check_pair
+        from lpd_core.settings import check_easing, check_frames, check_layout_steps
 
-        module, vq_module = model.module, tokenizer.module
-        check_pair(module, vq_module)
-        start, end = _mix(classes, module), _mix(to_classes, module)
+        start, end = _mix(classes, model.module), _mix(to_classes, model.module)
         frames, easing = check_frames(frames), check_easing(easing)
         layout_steps = None if layout_steps == DEFAULT else check_layout_steps(layout_steps, schedule.steps)
-        settings = resolve_widget_settings(module, steps=schedule.steps, cfg=cfg, cfg_schedule=cfg_schedule,
-                                           temperature=temperature, top_k=top_k, top_p=top_p)
-        contrast = negative_class(negative, module)
-        check_negative(contrast, settings.cfg)
+        sampler = SamplerRun(model, tokenizer, count=frames, seed=seed, steps=schedule.steps, cfg=cfg,
+                             cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
+                             negative=negative)
         grid = (schedule.grid_h, schedule.grid_w)
-        vq = tokenizer.ready(memory_required=runtime.vq_memory_per_image(
-            vq_module, grid[0] * vq_module.stride, grid[1] * vq_module.stride) * frames)
-        progress = _progress(schedule.steps, vq, grid)
-        lpd = model.ready(runtime.decoder_memory(model, frames, schedule.group_sizes, settings.cfg))
-        with runtime.fast_decoding(lpd) as fast:
-            result = class_morph(lpd, vq, start, end, schedule=schedule, frames=frames, easing=easing,
-                                 layout_steps=layout_steps, seed=seed, negative=contrast,
-                                 callback=lambda step: progress(step.step + 1, step), fast=fast,
-                                 **settings_record(settings))
-        tokens = TokenGrid(result.tokens, grid, vq_module.vocab_size, labels=None, seeds=[seed] * frames,
-                           settings={**settings_record(settings), "classes": classes, "to_classes": to_classes,
-                                     "weights": result.weights, "easing": easing, "layout_steps": layout_steps,
-                                     "negative": negative})
+        side = (grid[0] * tokenizer.module.stride, grid[1] * tokenizer.module.stride)
+        result = sampler.run(lambda lpd, vq, on_step, fast: class_morph(
+            lpd, vq, start, end, schedule=schedule, frames=frames, easing=easing, layout_steps=layout_steps,
+            seed=seed, callback=on_step, fast=fast, **sampler.sampling),
+            group_sizes=schedule.group_sizes, preview_grid=grid, decoded=side)
+        tokens = TokenGrid(result.tokens, grid, model.module.config.vocab_size, seeds=[seed] * frames,
+                           settings={**sampler.sampling, "classes": classes, "to_classes": to_classes,
+                                     "weights": result.weights, "easing": easing, "layout_steps": layout_steps})
         return io.NodeOutput(result.images.float().to(runtime.intermediate_device()), tokens)
 
 

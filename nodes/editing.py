@@ -9,10 +9,8 @@ under another class.
 from __future__ import annotations
 
 from . import runtime
-from .sampling import (MODEL_DEFAULT, negative_class, negative_input, order_choices, resolve_widget_settings,
-                       sampling_inputs, settings_record)
+from .sampling import MODEL_DEFAULT, SamplerRun, negative_input, order_choices, sampling_inputs
 from .schema import CATEGORY, DEFAULT, Model, Tokenizer, Tokens, io
-from .tokens import TokenGrid
 
 MAX_BAND = 64  # tokens; the real limit (the image must keep ≥ 1 token) is checked by lpd_core
 
@@ -82,50 +80,27 @@ class LPDEditSampler(io.ComfyNode):
     def execute(cls, model, tokenizer, image, mask, class_index, steps=0, order="locality", seed=0, cfg=DEFAULT,
                 cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, grow=0, feather=0,
                 composite=True, negative=""):
-        from lpd_core.checkpoints import generation_defaults
-        from lpd_core.classes import find_class
         from lpd_core.editing import check_mask, edit
-        from lpd_core.preview import LivePreview
-        from lpd_core.settings import check_negative, seeds_for
-        from lpd_core.weights import check_pair
 
-        module, vq_module = model.module, tokenizer.module
-        check_pair(module, vq_module)
-        check_mask(image, mask)
-        find_class(int(class_index), module.config.num_classes)  # checked here too: an empty mask never reaches the model
-        grid = module.config.grid_size
-        labels = [int(class_index)] * image.shape[0]
-        steps = min(steps or generation_defaults(module).steps, grid * grid)
-        settings = resolve_widget_settings(module, steps=steps, cfg=cfg, cfg_schedule=cfg_schedule,
-                                           temperature=temperature, top_k=top_k, top_p=top_p)
-        seeds = seeds_for(seed, len(labels))
-        contrast = negative_class(negative, module)
-        check_negative(contrast, settings.cfg)
-
-        size = grid * vq_module.stride
-        per_image = runtime.vq_memory_per_image(vq_module, size, size)
-        tokenizer.ready(memory_required=per_image * len(labels))
-        preview = LivePreview(vq_module, (grid, grid))  # the palette is fitted once per tokenizer
-        bar = runtime.progress_bar(steps)
-
-        def on_step(step):
-            runtime.throw_if_interrupted()
-            # `known` covers the kept tokens too, so the preview starts from the kept part of the image
-            bar.update_absolute(step.step + 1, step.total, preview.frame(step.tokens, step.known))
-
-        # the kept tokens are one more group of the plan, at most the whole grid wide
-        model.ready(runtime.decoder_memory(model, len(labels), [grid * grid], settings.cfg))
-        with runtime.fast_decoding(module) as fast:
-            result = edit(module, vq_module, image[..., :3].float().cpu(), mask.float().cpu(), labels, steps=steps,
-                          order=order, seed=seed, grow=grow, feather=feather, composite=composite,
-                          repulsion=settings.repulsion, negative=contrast, callback=on_step, fast=fast,
-                          **settings_record(settings))
+        check_mask(image, mask)  # before the models are loaded; edit checks the rest before its work
+        labels = [class_index] * image.shape[0]
+        grid = model.module.config.grid_size
+        sampler = SamplerRun(model, tokenizer, count=len(labels), seed=seed, steps=steps, steps_up_to_tokens=True,
+                             cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
+                             negative=negative)
+        settings, side = sampler.settings, grid * tokenizer.module.stride
+        # `known` covers the kept tokens too, so the preview starts from the kept part of the image; the
+        # kept tokens are one more group of the plan, at most the whole grid wide
+        result = sampler.run(lambda lpd, vq, on_step, fast: edit(
+            lpd, vq, image[..., :3].float().cpu(), mask.float().cpu(), labels, steps=settings.steps, order=order,
+            seed=seed, grow=grow, feather=feather, composite=composite, repulsion=settings.repulsion,
+            callback=on_step, fast=fast, **sampler.sampling),
+            group_sizes=[grid * grid], preview_grid=(grid, grid), decoded=(side, side))
         if result.message:
             runtime.notify(result.message, "LPD Edit Sampler")
         regenerated = int(result.regenerated.sum())
-        tokens = TokenGrid(result.tokens.cpu(), (grid, grid), vq_module.vocab_size, labels=labels, seeds=seeds,
-                           settings={**settings_record(settings), "steps": min(steps, regenerated), "order": order,
-                                     "regenerated": regenerated, "negative": negative})
+        tokens = sampler.token_grid(result.tokens, (grid, grid), labels, steps=min(settings.steps, regenerated),
+                                    order=order, regenerated=regenerated)
         return io.NodeOutput(result.images.float().to(runtime.intermediate_device()), tokens)
 
 

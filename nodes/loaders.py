@@ -45,21 +45,13 @@ def file_kind(path: Path) -> str | None:
 
 
 def _safetensors_kind(path: Path) -> str | None:
+    from lpd_core.errors import CheckpointError
+    from lpd_core.weights import checkpoint_kind, safetensors_header
     try:
-        from safetensors import safe_open
-        from lpd_core.weights import KIND_METADATA_KEY
-        with safe_open(str(path), framework="pt") as f:
-            kind = (f.metadata() or {}).get(KIND_METADATA_KEY)
-            if kind in ("lpd", "vq"):
-                return kind
-            keys = set(f.keys())
-    except Exception:  # unreadable header: let the loader report it
+        metadata, shapes = safetensors_header(path)
+    except CheckpointError:  # not a usable file: the loader reports it when it is picked
         return None
-    if "pos_embed" in keys:
-        return "lpd"
-    if "quantize.embedding.weight" in keys:
-        return "vq"
-    return None
+    return checkpoint_kind(metadata, shapes)
 
 
 def _listed_kind(name: str) -> str | None:
@@ -79,10 +71,11 @@ def local_published(name: str) -> Path | None:
     """A published checkpoint already on disk in one of the model folders (downloaded, or put there by
     hand as described in docs/checkpoints.md), or None."""
     from lpd_core import hub
+    from lpd_core.errors import CheckpointError
     for folder in runtime.model_folders():
         try:
             found = hub.resolve_local(name, folder)
-        except ValueError:  # several candidate files: resolve() lets the download code report it
+        except CheckpointError:  # several candidate files: resolve() lets the download code report it
             return None
         if found is not None:
             return found
@@ -241,7 +234,8 @@ def class_names_for_choice(choice: str) -> dict:
     {"names": [...] or None, "aliases": [[...], ...] or None, "num_classes": int or None}.
     Published models and .pth files: ImageNet-1k; .safetensors files: their stored names, else
     ImageNet's when they have 1000 classes, else just the count."""
-    from lpd_core.weights import CLASS_NAMES_METADATA_KEY
+    from lpd_core.errors import CheckpointError
+    from lpd_core.weights import CLASS_NAMES_METADATA_KEY, safetensors_header
     name = plain_name(choice or "")
     path = None
     if name == demo_name():
@@ -250,12 +244,16 @@ def class_names_for_choice(choice: str) -> dict:
         path = runtime.checkpoint_path(name)
     if path is None or not path.is_file() or path.suffix != ".safetensors":
         return imagenet_classes()
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        count = f.get_slice("class_emb.weight").get_shape()[0] if "class_emb.weight" in f.keys() else None
-    if CLASS_NAMES_METADATA_KEY in metadata:
-        names = json.loads(metadata[CLASS_NAMES_METADATA_KEY])
+    try:
+        metadata, shapes = safetensors_header(path)
+    except CheckpointError:  # not a usable file: the loader says why when it runs
+        return {"names": None, "aliases": None, "num_classes": None}
+    count = shapes["class_emb.weight"][0] if "class_emb.weight" in shapes else None
+    try:
+        names = json.loads(metadata[CLASS_NAMES_METADATA_KEY]) if CLASS_NAMES_METADATA_KEY in metadata else None
+    except ValueError:  # damaged metadata: the loader says so when it runs
+        names = None
+    if isinstance(names, list):
         return {"names": names, "aliases": None, "num_classes": count or len(names)}
     if count == 1000:
         return imagenet_classes()

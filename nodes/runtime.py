@@ -39,10 +39,6 @@ def _comfy(module: str):
         return None
 
 
-def in_comfyui() -> bool:
-    return _comfy("folder_paths") is not None
-
-
 # ------------------------------------------------------------------------------------------ folders
 def register_model_folder() -> None:
     """Add <ComfyUI models>/lpd to ComfyUI's model folders (keeps paths from extra_model_paths.yaml)."""
@@ -196,20 +192,29 @@ class Managed:
 
     def ready(self, memory_required: int = 0):
         """The module on its compute device, loaded through ComfyUI's model management with
-        `memory_required` bytes of working memory kept free beside it."""
-        if self.patcher is None:
-            return self.module
-        mm = _comfy("comfy.model_management")
-        mm.load_models_gpu([self.patcher], memory_required=int(memory_required), force_full_load=True)
-        device = self.patcher.load_device
-        # Parameters held by the top module itself (position embeddings, class embeddings) are only
-        # moved by a full load; with --novram ComfyUI loads partially, so finish the move here.
-        if any(p.device != device for p in self.module.parameters()):
-            self.module.to(device)
+        `memory_required` bytes of working memory kept free beside it (`load_together`)."""
+        load_together([self], memory_required)
         return self.module
 
     def __repr__(self):
         return f"<{self.kind} {self.name!r}>"
+
+
+def load_together(managed: list[Managed], memory_required: int = 0) -> None:
+    """Put modules on their compute device in one `load_models_gpu` call, with `memory_required`
+    bytes of working memory kept free beside all of them: ComfyUI makes room for everything at once,
+    so loading the second module cannot unload the first. Outside ComfyUI nothing moves."""
+    patchers = [m.patcher for m in managed if m.patcher is not None]
+    if not patchers:
+        return
+    mm = _comfy("comfy.model_management")
+    mm.load_models_gpu(patchers, memory_required=int(memory_required), force_full_load=True)
+    for m in managed:
+        # Parameters held by the top module itself (position embeddings, class embeddings) are only
+        # moved by a full load; with --novram ComfyUI loads partially, so finish the move here.
+        device = m.patcher.load_device
+        if any(p.device != device for p in m.module.parameters()):
+            m.module.to(device)
 
 
 def decoder_memory(model: Managed, batch: int, group_sizes, cfg: float) -> int:
@@ -219,10 +224,10 @@ def decoder_memory(model: Managed, batch: int, group_sizes, cfg: float) -> int:
     module = model.module
     if not on_by_default(torch_device()):
         return 0
-    rows = batch * (2 if cfg != 1.0 else 1)
+    guided = cfg != 1.0
     sizes = list(group_sizes)
     widest = max([sizes[0] + 1] + [a + b for a, b in zip(sizes, sizes[1:])])  # previous group + queries
-    return decoder_memory_bytes(module.config, rows, module.pos_embed.dtype, widest)
+    return decoder_memory_bytes(module.config, batch * (2 if guided else 1), module.pos_embed.dtype, widest, guided)
 
 
 @contextlib.contextmanager
@@ -258,20 +263,9 @@ def free_memory(device) -> int | None:
         return None
 
 
-def vq_memory_per_image(vq, height: int, width: int) -> int:
-    """Working memory of one image through the tokenizer's decoder (or encoder), in bytes: a few
-    activations of its widest level live at once (a residual block's input, normalised copy and
-    convolution output), plus the float32 image."""
-    config = vq.config
-    itemsize = next(vq.parameters()).element_size()
-    widest = max(config.ch * mult * (height >> level) * (width >> level)
-                 for level, mult in enumerate(config.ch_mult))
-    return 5 * widest * itemsize + 3 * height * width * 4
-
-
 def batch_that_fits(count: int, per_item: int, device) -> int:
     """How many items of `per_item` bytes to process at once on `device`: all when they fit in its
-    free memory, else as many as fit (at least 1)."""
+    free memory (`free_memory`), else as many as fit (at least 1)."""
     free = free_memory(device)
     if free is None:
         return count

@@ -11,7 +11,7 @@ MODEL_DEFAULT = "default"  # the cfg_schedule entry for "the model's"
 
 
 def order_choices() -> list[str]:
-    from lpd_core.schedule import ORDER_KINDS
+    from lpd_core.settings import ORDER_KINDS
     return list(ORDER_KINDS)
 
 
@@ -32,12 +32,93 @@ def given(value):
 
 
 def resolve_widget_settings(module, *, steps=None, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT,
-                            top_k=DEFAULT, top_p=DEFAULT, repulsion=DEFAULT):
-    """The widgets' values → `lpd_core.settings.resolve_settings` (checked, model defaults filled in)."""
-    from lpd_core.settings import resolve_settings
-    return resolve_settings(module, steps=steps, cfg=given(cfg), temperature=given(temperature),
+                            top_k=DEFAULT, top_p=DEFAULT, repulsion=DEFAULT, steps_up_to_tokens=False):
+    """The widgets' values → `lpd_core.checkpoints.resolve_settings` (checked, model defaults filled
+    in). A steps widget's 0 means the model's default, as its tooltip says."""
+    from lpd_core.checkpoints import resolve_settings
+    return resolve_settings(module, steps=steps or None, cfg=given(cfg), temperature=given(temperature),
                             cfg_schedule=None if cfg_schedule == MODEL_DEFAULT else cfg_schedule,
-                            top_k=given(top_k), top_p=given(top_p), repulsion=given(repulsion))
+                            top_k=given(top_k), top_p=given(top_p), repulsion=given(repulsion),
+                            steps_up_to_tokens=steps_up_to_tokens)
+
+
+NEGATIVE_TOOLTIP = ("Optional: a class or mix to guide away from, by index or name ('circle', 'tiger:0.5, lion:0.5'). "
+                    "Guidance then contrasts the class with this one instead of the null class: 'a fox, less like a "
+                    "dog'. Empty = the null class (plain guidance). Needs cfg above 1.")
+
+
+def negative_input():
+    """The optional negative-class field every sampler node has, last among its inputs."""
+    return io.String.Input("negative", optional=True, default="", tooltip=NEGATIVE_TOOLTIP)
+
+
+def negative_class(text: str, module):
+    """The negative class of the field: None (the null class) when empty, else the class or mix."""
+    if not text or not text.strip():
+        return None
+    from lpd_core.blend import label_or_mix, parse_class_mix
+    return label_or_mix(parse_class_mix(text, module))
+
+
+class SamplerRun:
+    """What every sampler node does around its one lpd_core call, in one place: the model and
+    tokenizer checked as a pair, the widgets' settings resolved (`resolve_widget_settings`) and the
+    negative class read (`negative_class`, checked against cfg), the seeds of its images, both modules loaded in one `load_models_gpu` call with the memory the run
+    needs (`runtime.load_together`: the fast decoder's and the tokenizer's), progress with a live
+    preview and Cancel at every step, the fast decoder on a GPU (`runtime.fast_decoding`), and the
+    token grid out."""
+
+    def __init__(self, model, tokenizer, *, count: int, seed, steps=None, steps_up_to_tokens: bool = False,
+                 negative: str = "", **widgets):
+        from lpd_core.settings import check_negative, seeds_for
+        from lpd_core.weights import check_pair
+        self.model, self.tokenizer, self.module = model, tokenizer, model.module
+        if tokenizer is not None:
+            check_pair(self.module, tokenizer.module)
+        self.settings = resolve_widget_settings(self.module, steps=steps, steps_up_to_tokens=steps_up_to_tokens,
+                                                **widgets)
+        self.negative = negative_class(negative, self.module)
+        check_negative(self.negative, self.settings.cfg)
+        self.seeds = seeds_for(seed, count)
+
+    @property
+    def sampling(self) -> dict:
+        """The sampling settings and the negative class as lpd_core calls take them (and a TokenGrid
+        records them)."""
+        settings = self.settings
+        return dict(cfg=settings.cfg, cfg_schedule=settings.cfg_schedule, temperature=settings.temperature,
+                    top_k=settings.top_k, top_p=settings.top_p, negative=self.negative)
+
+    def run(self, call, *, group_sizes, preview_grid: tuple[int, int], decoded: tuple[int, int] | None = None,
+            tiles: int = 1):
+        """`call(lpd, vq, on_step, fast)` with both modules ready. `group_sizes`: the steps' sizes (for
+        the fast decoder's memory); `decoded`: (height, width) in pixels of the images the tokenizer
+        decodes, None when it only draws the preview; `tiles`: generations in a row (wide canvases),
+        `on_step(step, tile)` then counts across them."""
+        from lpd_core.preview import LivePreview, cached_palette
+        count, vq = len(self.seeds), self.tokenizer
+        memory = runtime.decoder_memory(self.model, count, group_sizes, self.settings.cfg)
+        modules = [self.model]
+        if vq is not None and (decoded is not None or cached_palette(vq.module) is None):
+            modules.append(vq)  # to decode, or to fit its preview palette once (lpd_core.preview)
+            memory += vq.module.memory_per_image(*(decoded or (preview_grid[0] * vq.module.stride,
+                                                               preview_grid[1] * vq.module.stride))) * count
+        runtime.load_together(modules, memory)
+        preview = None if vq is None else LivePreview(vq.module, preview_grid)
+        bar = runtime.progress_bar(1)
+
+        def on_step(step, tile: int = 0) -> None:
+            runtime.throw_if_interrupted()
+            bar.update_absolute(tile * step.total + step.step + 1, tiles * step.total,
+                                None if preview is None else preview.frame(step.tokens, step.known))
+
+        with runtime.fast_decoding(self.module) as fast:
+            return call(self.module, None if vq is None else vq.module, on_step, fast)
+
+    def token_grid(self, tokens, grid: tuple[int, int], labels, **record) -> TokenGrid:
+        """The run's tokens on an LPD_TOKENS link, with their labels, seeds and settings."""
+        return TokenGrid(tokens.to("cpu"), grid, self.module.config.vocab_size, labels=labels, seeds=self.seeds,
+                         settings={**self.sampling, **record})
 
 
 def sampling_inputs(seed_tooltip: str, cfg_schedule_tooltip: str) -> list:
@@ -58,30 +139,6 @@ def sampling_inputs(seed_tooltip: str, cfg_schedule_tooltip: str) -> list:
             "Nucleus sampling: keep the most likely codes up to this total probability (1 = off; must be > 0). "
             "-1 = the model's default (1.0).")),
     ]
-
-
-NEGATIVE_TOOLTIP = ("Optional: a class or mix to guide away from, by index or name ('circle', 'tiger:0.5, lion:0.5'). "
-                    "Guidance then contrasts the class with this one instead of the null class: 'a fox, less like a "
-                    "dog'. Empty = the null class (plain guidance). Needs cfg above 1.")
-
-
-def negative_input():
-    """The optional negative-class field every sampler node has, last among its inputs."""
-    return io.String.Input("negative", optional=True, default="", tooltip=NEGATIVE_TOOLTIP)
-
-
-def negative_class(text: str, module):
-    """generate's `negative` from the field: None (the null class) when empty, else the class or mix."""
-    if not text or not text.strip():
-        return None
-    from lpd_core.blend import label_or_mix, parse_class_mix
-    return label_or_mix(parse_class_mix(text, module))
-
-
-def settings_record(settings) -> dict:
-    """The sampling settings a TokenGrid carries, for reference."""
-    return dict(cfg=settings.cfg, cfg_schedule=settings.cfg_schedule, temperature=settings.temperature,
-                top_k=settings.top_k, top_p=settings.top_p)
 
 
 class LPDSchedule(io.ComfyNode):
@@ -129,7 +186,7 @@ class LPDSchedule(io.ComfyNode):
         from lpd_core.schedule import build_schedule
 
         module = model.module
-        settings = resolve_widget_settings(module, steps=steps or None, repulsion=repulsion)
+        settings = resolve_widget_settings(module, steps=steps, repulsion=repulsion)
         grid = module.config.grid_size
         schedule = build_schedule(grid, grid, steps=settings.steps, order=order, seed=order_seed,
                                   proximity=proximity, repulsion=settings.repulsion)
@@ -177,41 +234,18 @@ class LPDSampler(io.ComfyNode):
     def execute(cls, model, schedule, class_index, batch_size, seed, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT,
                 temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, tokenizer=None, classes="", negative=""):
         from lpd_core import generate
-        from lpd_core.checkpoints import resolve_classes
-        from lpd_core.settings import check_negative, seeds_for
-        from lpd_core.weights import check_pair
+        from lpd_core.classes import resolve_classes
 
-        module = model.module
-        if tokenizer is not None:
-            check_pair(module, tokenizer.module)
-        wanted = resolve_classes(classes, module) if classes and classes.strip() else [int(class_index)]
+        wanted = resolve_classes(classes, model.module) if classes and classes.strip() else [int(class_index)]
         labels = [label for label in wanted for _ in range(batch_size)]
-        settings = resolve_widget_settings(module, steps=schedule.steps, cfg=cfg, cfg_schedule=cfg_schedule,
-                                           temperature=temperature, top_k=top_k, top_p=top_p)
-        seeds = seeds_for(seed, len(labels))
-        contrast = negative_class(negative, module)
-        check_negative(contrast, settings.cfg)
-
-        preview = None
-        if tokenizer is not None:
-            from lpd_core.preview import LivePreview, cached_palette, palette_for
-            if cached_palette(tokenizer.module) is None:
-                tokenizer.ready()  # the palette is fitted once per tokenizer, on its device
-                palette_for(tokenizer.module)
-            preview = LivePreview(tokenizer.module, (schedule.grid_h, schedule.grid_w))
-        bar = runtime.progress_bar(schedule.steps)
-
-        def on_step(step):
-            runtime.throw_if_interrupted()
-            bar.update_absolute(step.step + 1, step.total, preview.frame(step.tokens, step.known) if preview else None)
-
-        model.ready(runtime.decoder_memory(model, len(labels), schedule.group_sizes, settings.cfg))
-        with runtime.fast_decoding(module) as fast:
-            tokens = generate(module, schedule, labels, seeds=seeds, negative=contrast, callback=on_step,
-                              fast=fast, **settings_record(settings))
-        grid = TokenGrid(tokens.to("cpu"), (schedule.grid_h, schedule.grid_w), module.config.vocab_size,
-                         labels=labels, seeds=seeds, settings={**settings_record(settings), "negative": negative})
-        return io.NodeOutput(grid)
+        sampler = SamplerRun(model, tokenizer, count=len(labels), seed=seed, steps=schedule.steps, cfg=cfg,
+                             cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
+                             negative=negative)
+        grid = (schedule.grid_h, schedule.grid_w)
+        tokens = sampler.run(lambda lpd, vq, on_step, fast: generate(
+            lpd, schedule, labels, seeds=sampler.seeds, callback=on_step, fast=fast, **sampler.sampling),
+            group_sizes=schedule.group_sizes, preview_grid=grid)
+        return io.NodeOutput(sampler.token_grid(tokens, grid, labels))
 
 
 NODES = [LPDSchedule, LPDSampler]

@@ -38,7 +38,7 @@ def _chunks(total: int, size: int):
 def _load_for(tokenizer, count: int, height: int, width: int) -> int:
     """Loads the tokenizer onto its device with room for `count` images of height×width (ComfyUI
     unloads other models to make it); returns how many images to run at once in the memory left."""
-    per_image = runtime.vq_memory_per_image(tokenizer.module, height, width)
+    per_image = tokenizer.module.memory_per_image(height, width)
     tokenizer.ready(memory_required=per_image * count)
     return runtime.batch_that_fits(count, per_image, tokenizer.device)
 
@@ -77,8 +77,7 @@ class LPDDecode(io.ComfyNode):
         images = []
         for start, end in _chunks(tokens.batch, chunk):
             runtime.throw_if_interrupted()
-            with torch.no_grad():
-                images.append(vq.decode_images(tokens.tokens[start:end].to(device), tokens.grid))
+            images.append(vq.decode_images(tokens.tokens[start:end].to(device), tokens.grid))
             bar.update_absolute(end, tokens.batch)
         return io.NodeOutput(torch.cat(images).to(runtime.intermediate_device()))
 
@@ -118,8 +117,7 @@ class LPDEncode(io.ComfyNode):
         codes = []
         for start, end in _chunks(square.shape[0], chunk):
             runtime.throw_if_interrupted()
-            with torch.no_grad():
-                codes.append(vq_module.encode_images(square[start:end]).cpu())
+            codes.append(vq_module.encode_images(square[start:end]).cpu())
         grid = side // stride
         return io.NodeOutput(TokenGrid(torch.cat(codes), (grid, grid), vq_module.vocab_size))
 

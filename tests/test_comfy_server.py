@@ -196,7 +196,8 @@ def test_bad_class_reports_the_range(server):
     assert status == 200 and entry["status"]["status_str"] == "error"
     errors = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
     assert errors and errors[0]["node_type"] == "LPDSampler"
-    assert "out of range" in errors[0]["exception_message"] and "0..9" in errors[0]["exception_message"]
+    assert "class index 50 is out of range" in errors[0]["exception_message"] and \
+        "use an index from 0 to 9" in errors[0]["exception_message"]
 
 
 def test_missing_model_is_rejected_before_running(server):
@@ -228,7 +229,7 @@ def test_out_of_range_setting_is_the_nodes_error(server):
     assert status == 200 and entry["status"]["status_str"] == "error"
     errors = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
     assert errors[0]["node_type"] == "LPDSampler" and errors[0]["exception_type"].endswith("SettingError")
-    assert "cfg must be a finite number at least 0, got -0.5" in errors[0]["exception_message"]
+    assert "cfg must be a finite number at least 0 and at most 1000, got -0.5" in errors[0]["exception_message"]
 
 
 def test_shipped_workflows_use_known_nodes_and_list_their_models(server):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lpd_core import build_schedule, generate, load_model, load_tokenizer
-from lpd_core.blend import ClassMix, class_weights, parse_class_mix
+from lpd_core.blend import ClassMix, check_labels, parse_class_mix
 from lpd_core.canvas import tile_classes, tile_position, tile_starts, wide_canvas
 from lpd_core.checkpoints import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH
 from lpd_core.errors import SettingError
@@ -32,11 +32,11 @@ def plain(model, label, seed):
 def test_mix_embedding_is_the_weighted_mean_and_a_plain_label_is_unchanged(demo):
     model, _ = demo
     table = model.class_emb.weight
-    mixed = model.condition(class_weights([ClassMix(((2, 3.0), (7, 1.0)))], 10, None, "cpu"), 1)
+    mixed = model.condition(check_labels([ClassMix(((2, 3.0), (7, 1.0)))], 10), 1)
     assert torch.allclose(mixed[0], 0.75 * table[2] + 0.25 * table[7], atol=1e-6)
     labels = torch.tensor([4, 0])
     assert torch.equal(model.condition(labels, 2), table[labels])
-    one_hot = class_weights([ClassMix.between(4, 0, 0.0), ClassMix.between(4, 0, 1.0)], 10, None, "cpu")
+    one_hot = check_labels([ClassMix.between(4, 0, 0.0), ClassMix.between(4, 0, 1.0)], 10)
     assert torch.equal(model.condition(one_hot, 2), table[labels])  # exactly, not approximately
 
 
@@ -68,7 +68,7 @@ def test_mix_text_takes_names_and_indices(demo):
 
 
 @pytest.mark.parametrize("labels, message", [
-    (ClassMix(((3, 1.0), (12, 1.0))), "class index 12 in the mix is out of range: this model has 10 classes"),
+    (ClassMix(((3, 1.0), (12, 1.0))), "class index 12 is out of range: this model has 10 classes"),
     (torch.full((1, 10), -0.1), "finite numbers ≥ 0"),
     (torch.zeros(2, 10), "at least one class with a weight above 0"),
     (torch.ones(1, 9), r"shape \(batch, 10\)"),
@@ -80,11 +80,11 @@ def test_bad_mixes_are_refused_with_a_clear_message(demo, labels, message):
 
 
 def test_bad_mix_parts_are_refused_when_made():
-    with pytest.raises(SettingError, match="finite numbers ≥ 0"):
+    with pytest.raises(SettingError, match="a class weight must be a finite number at least 0, got -0.5"):
         ClassMix(((1, -0.5), (2, 1.0)))
     with pytest.raises(SettingError, match="weight above 0"):
         ClassMix(((1, 0.0),))
-    with pytest.raises(SettingError, match="between 0 and 1"):
+    with pytest.raises(SettingError, match="the blend weight must be a finite number at least 0 and at most 1"):
         ClassMix.between(1, 2, 1.5)
 
 
@@ -147,7 +147,7 @@ def test_variation_keeps_its_share_and_is_deterministic_per_seed(demo, pictures)
     # image 1 of the batch is what seed 8 makes of it alone
     alone = vary(model, vq, pictures[1:], 1, 0.75, steps=STEPS, seed=8, cfg=CFG)
     assert torch.equal(alone.tokens[0], result.tokens[1])
-    with pytest.raises(SettingError, match="strength must be a number from 0"):
+    with pytest.raises(SettingError, match="strength must be a finite number at least 0 and at most 1, got 1.5.*0 gives"):
         vary(model, vq, pictures, 1, 1.5, steps=STEPS)
 
 
@@ -194,9 +194,9 @@ def test_tall_and_large_canvases(demo):
     assert tall.images.shape == (1, 56, 32, 3) and tall.tiles == [(0, 0), (6, 0)]
     big = wide_canvas(model, vq, 5, width=12, height=12, steps=4, seed=0, cfg=CFG)
     assert big.images.shape == (1, 48, 48, 3) and big.tiles == [(0, 0), (0, 4), (4, 0), (4, 4)]
-    with pytest.raises(SettingError, match="overlap must be 1..7"):
+    with pytest.raises(SettingError, match="the tile overlap must be between 1 and 7, got 8"):
         wide_canvas(model, vq, 5, width=24, overlap=8, steps=4)
-    with pytest.raises(SettingError, match="at least the model's 8×8 tokens"):
+    with pytest.raises(SettingError, match=r"at least the model's 32×32 px \(8×8 tokens\) on each side, got 24×32 px"):
         wide_canvas(model, vq, 5, width=6, steps=4)
 
 
@@ -221,7 +221,7 @@ def test_cli_blend_end_point_is_the_plain_class(tmp_path, capsys):
     assert pixels(tmp_path / "mixes.png").shape == (66, 66, 3)
     assert "0.7×0 + 0.3×3" in capsys.readouterr().out
     assert run_cli("generate", "--blend", "circle:-1, star:1", "--out", tmp_path / "bad.png") == 2
-    assert "class weights must be finite numbers ≥ 0" in capsys.readouterr().err
+    assert "a class weight must be a finite number at least 0" in capsys.readouterr().err
     assert run_cli("generate", "--class", "circle", "--switch-step", 2, "--out", tmp_path / "bad.png") == 2
     assert "--switch-class and --switch-step go together" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -247,12 +247,12 @@ def test_cli_vary_and_wide(tmp_path, capsys, pictures):
     assert pixels(tmp_path / "vary.png").shape == (32, 66, 3)
     assert run_cli("vary", "--image", tmp_path / "in.png", "--class", "square", "--strength", 2, "--out",
                    tmp_path / "bad.png") == 2
-    assert "strength must be a number from 0" in capsys.readouterr().err
+    assert "strength must be a finite number at least 0 and at most 1, got 2" in capsys.readouterr().err
     assert run_cli("wide", "--class", "ring:0.5, star:0.5", "--width", 96, "--out", tmp_path / "wide.png") == 0
     assert pixels(tmp_path / "wide.png").shape == (32, 96, 3)
     assert "5 tiles of 32 px" in capsys.readouterr().out
     assert run_cli("wide", "--class", "ring", "--width", 97, "--out", tmp_path / "bad.png") == 2
-    assert "not a multiple of the tokenizer's stride (4 px): use 96 or 100" in capsys.readouterr().err
+    assert "not a multiple of the tokenizer's stride (4 px): a token covers 4×4 px; use 96 or 100" in capsys.readouterr().err
     assert not (tmp_path / "bad.png").exists()
 
 
@@ -284,7 +284,7 @@ def test_negative_with_a_class_switch_keeps_the_negative(demo):
     (dict(negative=[3, 4, 5], cfg=CFG), "got 3 negative classes for a batch of 2"),
     (dict(negative=[None, 3, 4], cfg=CFG), "got 3 negative classes for a batch of 2"),
     (dict(negative=12, cfg=CFG), "class index 12 is out of range: this model has 10 classes"),
-    (dict(negative=ClassMix(((3, 1.0), (12, 1.0))), cfg=CFG), "class index 12 in the mix is out of range"),
+    (dict(negative=[ClassMix(((3, 1.0), (12, 1.0))), 3], cfg=CFG), "class index 12 is out of range"),
 ])
 def test_bad_negative_classes_are_refused(demo, settings, message):
     model, _ = demo
@@ -352,8 +352,9 @@ def test_morph_between_mixes_and_with_a_negative(demo):
 # ------------------------------------------------------------------------------------------ panoramas
 def test_tile_classes_spread_a_list_and_interpolate_along_the_canvas():
     tiles = [(0, 0), (0, 4), (0, 8), (0, 12), (0, 16)]
-    assert tile_classes(tiles, GRID, 24, 8, 10, 1, tile_labels=[3]) == [3] * 5
-    assert tile_classes(tiles, GRID, 24, 8, 10, 1, tile_labels=[0, 4, 9]) == [0, 0, 4, 4, 9]
+    assert [t.tolist() for t in tile_classes(tiles, GRID, 24, 8, 10, 1, tile_labels=[3])] == [[3]] * 5
+    assert [t.tolist() for t in tile_classes(tiles, GRID, 24, 8, 10, 1, tile_labels=[0, 4, 9])] == \
+        [[0], [0], [4], [4], [9]]
     assert [tile_position(r, c, GRID, 24, 8) for r, c in tiles] == [0, 0.25, 0.5, 0.75, 1]
     assert tile_position(6, 0, GRID, 8, 14) == 1.0 and tile_position(0, 0, GRID, 8, 8) == 0.0
     mixes = tile_classes(tiles, GRID, 24, 8, 10, 2, labels=[0, 1], to_labels=9)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lpd_core import build_schedule, generate
+from lpd_core.errors import SettingError
 
 GROUPS = [1, 2, 4, 6, 9, 12, 14, 16]
 
@@ -80,20 +81,20 @@ def test_greedy_temperature_zero_matches_top_k_one(reference_model, schedule):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(labels=[10]), r"class index 10 is out of range: this model has 10 classes, so use 0..9"),
+    (dict(labels=[10]), r"class index 10 is out of range: this model has 10 classes, so use an index from 0 to 9"),
     (dict(labels=[-1]), r"class index -1 is out of range"),
-    (dict(labels=[1], group_sizes=[1, 2, 3]), r"sum to 6, but the grid has 64 tokens"),
+    (dict(labels=[1], group_sizes=[1, 2, 3]), r"sum to 6, but the grid has 64 tokens to decode"),
     (dict(labels=[1], orders=list(range(63)) + [0]), r"permutation of 0..63"),
     (dict(labels=[1], cfg_schedule="cosine"), r"unknown cfg schedule 'cosine'"),
     (dict(labels=[1, 2], seeds=[1]), r"got 1 seeds for a batch of 2"),
-    (dict(labels=[1], top_p=0.0), r"0 < top_p ≤ 1"),
+    (dict(labels=[1], top_p=0.0), r"top_p must be a finite number more than 0 and at most 1"),
 ])
 def test_bad_inputs_raise_clear_errors(reference_model, kwargs, message):
     kwargs = {"orders": list(range(64)), "group_sizes": GROUPS, **kwargs}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingError, match=message):
         generate(reference_model, **kwargs)
 
 
 def test_schedule_for_another_grid_is_rejected(reference_model):
-    with pytest.raises(ValueError, match=r"schedule is for a 16x16 grid but the model generates 8x8"):
+    with pytest.raises(SettingError, match=r"schedule is for a 16x16 grid but the model generates 8x8"):
         generate(reference_model, build_schedule(16, steps=20, order="raster"), [1])

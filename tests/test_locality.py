@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lpd_core.errors import SettingError
 from lpd_core.locality import default_repulsion, locality_order, order_map, order_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -241,33 +242,34 @@ def test_locality_at_least_as_good_as_the_reference(config):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(grid_h=0), r"grid_h must be an integer >= 1"),
-        (dict(grid_w=2.5), r"grid_w must be an integer >= 1 .*got 2\.5"),
-        (dict(group_sizes=[1, 2]), r"group_sizes sum to 3, but the grid has 16 positions"),
-        (dict(group_sizes=[1, 0, 15]), r"group_sizes must be positive integers"),
-        (dict(group_sizes=[1.0, 15.0]), r"group_sizes must be positive integers"),
-        (dict(group_sizes=[]), r"group_sizes must be a non-empty flat list"),
-        (dict(proximity=0), r"proximity must be a finite number > 0"),
-        (dict(proximity=float("nan")), r"proximity must be a finite number > 0"),
-        (dict(repulsion=-1), r"repulsion must be an integer >= 0"),
-        (dict(repulsion=1.5), r"repulsion must be an integer >= 0"),
-        (dict(seed=-3), r"seed must be an integer >= 0"),
+        (dict(grid_h=0), r"grid height must be at least 1, got 0"),
+        (dict(grid_w=2.5), r"grid width must be a whole number, got 2\.5"),
+        (dict(group_sizes=[1, 2]), r"group sizes sum to 3, but the grid has 16 tokens to decode"),
+        (dict(group_sizes=[1, 0, 15]), r"every group size must be at least 1, got 0"),
+        (dict(group_sizes=[1.5, 14.5]), r"every group size must be a whole number, got 1\.5"),
+        (dict(group_sizes=[]), r"group sizes are empty"),
+        (dict(proximity=0), r"proximity must be a finite number more than 0"),
+        (dict(proximity=float("nan")), r"proximity must be a finite number more than 0, got nan"),
+        (dict(repulsion=-1), r"repulsion must be at least 0, got -1"),
+        (dict(repulsion=1.5), r"repulsion must be a whole number, got 1\.5"),
+        (dict(seed=-3), r"seed must be between 0 and 18446744073709551615, got -3"),
         (dict(decoded=np.ones(15, dtype=bool)), r"decoded must be a boolean mask of shape \(16,\) or \(4, 4\)"),
         (dict(decoded=np.zeros((4, 4), dtype=int)), r"decoded must be a boolean mask .*got dtype int"),
         (dict(decoded=np.ones((4, 4), dtype=bool)), r"decoded marks every position: nothing is left to order"),
-        (dict(decoded=np.eye(4, dtype=bool)), r"group_sizes sum to 16, but 12 of the grid's 16 positions are not"),
+        (dict(decoded=np.eye(4, dtype=bool)), r"group sizes sum to 16, but the part of the grid not decoded yet "
+                                               r"\(4 of its 16 positions are\) has 12 tokens"),
     ],
 )
 def test_locality_order_errors(kwargs, message):
     args = dict(grid_h=4, grid_w=4, group_sizes=[1, 3, 12], seed=0) | kwargs
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingError, match=message):
         locality_order(**args)
 
 
 def test_order_map_rejects_a_non_permutation():
-    with pytest.raises(ValueError, match=r"order must be a 1-D integer permutation of range\(4\)"):
+    with pytest.raises(SettingError, match=r"an order must be a permutation of 0\.\.3 \(each grid position exactly once\)"):
         order_map([0, 1, 1, 3], [1, 3], 2, 2)
-    with pytest.raises(ValueError, match=r"group_sizes sum to 3, but the grid has 4 positions"):
+    with pytest.raises(SettingError, match=r"group sizes sum to 3, but the grid has 4 tokens"):
         order_map([0, 1, 2, 3], [1, 2], 2, 2)
 
 

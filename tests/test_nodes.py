@@ -350,7 +350,8 @@ def test_sampler_outputs_and_determinism(nodes, model, schedule):
     assert tokens.grid == (8, 8) and tokens.vocab_size == 512 and tokens.labels == [3, 3]
     assert tokens.seeds == [7, 8]
     # defaults resolved from the model (fixture: plain settings, cfg 4 linear)
-    assert tokens.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    assert tokens.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+                                    "negative": None}
     same = sampler.execute(model, schedule, 3, 2, 7)[0]
     assert torch.equal(tokens.tokens, same.tokens)
     other = sampler.execute(model, schedule, 3, 2, 8)[0]
@@ -374,7 +375,7 @@ def test_sampler_several_classes(nodes, model, schedule):
 
 
 def test_out_of_range_class(nodes, model, schedule):
-    with pytest.raises(ValueError, match=r"class index 10 is out of range.*0\.\.9"):
+    with pytest.raises(ValueError, match=r"class index 10 is out of range.*0 to 9"):
         nodes["LPDSampler"].execute(model, schedule, 10, 1, 0)
     with pytest.raises(ValueError, match="out of range"):
         nodes["LPDSampler"].execute(model, schedule, 0, 1, 0, classes="2, 12")
@@ -588,7 +589,8 @@ def test_exact_default_sentinels(nodes, model, schedule):
     """-1 means the model's default; any other value below 0 is refused with the valid range."""
     from lpd_core.errors import SettingError
     default = nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, cfg=-1.0, temperature=-1.0, top_p=-1.0)[0]
-    assert default.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    assert default.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+                                     "negative": None}
     for name in ("cfg", "temperature", "top_p"):
         with pytest.raises(SettingError, match=rf"{name} must be .*got -0.5"):
             nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, **{name: -0.5})
@@ -685,22 +687,52 @@ def test_memory_asked_of_comfyui(nodes, model, schedule, vq, monkeypatch):
     from lpd_core.fast import decoder_memory_bytes
     runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
     asked = []
-    monkeypatch.setattr(runtime.Managed, "ready", lambda self, memory_required=0: (asked.append(
-        (self.kind, memory_required)), self.module)[1])
+    monkeypatch.setattr(runtime, "load_together", lambda managed, memory_required=0: asked.append(
+        ([m.kind for m in managed], memory_required)))
     import lpd_core.fast
     monkeypatch.setattr(lpd_core.fast, "on_by_default", lambda device: True)
     tokens = nodes["LPDSampler"].execute(model, schedule, 3, 4, 0)[0]
     widest = max(a + b for a, b in zip(schedule.group_sizes, schedule.group_sizes[1:]))
-    assert asked == [("lpd", decoder_memory_bytes(model.module.config, 8, torch.float32, widest))]
+    decoder = decoder_memory_bytes(model.module.config, 8, torch.float32, widest)
+    assert asked == [(["lpd"], decoder)]
     asked.clear()
-    per_image = runtime.vq_memory_per_image(vq.module, 128, 128)
+    per_image = vq.module.memory_per_image(128, 128)
     monkeypatch.setattr(runtime, "free_memory", lambda device: int(2.5 * per_image))
     calls = []
     decode = type(vq.module).decode_images
     monkeypatch.setattr(type(vq.module), "decode_images", lambda self, codes, grid=None: (calls.append(
         codes.shape[0]), decode(self, codes, grid))[1])
     images = nodes["LPDDecode"].execute(tokens, vq)[0]
-    assert asked == [("vq", 4 * per_image)] and calls == [2, 2] and images.shape[0] == 4
+    assert asked == [(["vq"], 4 * per_image)] and calls == [2, 2] and images.shape[0] == 4
+
+
+def test_model_and_tokenizer_load_in_one_call(nodes, model, schedule, vq, monkeypatch):
+    """Where a sampler needs the tokenizer too (its preview palette, the images it decodes), both are
+    loaded in one load_models_gpu call with the memory both need, so the second cannot unload the
+    first."""
+    from lpd_core.fast import decoder_memory_bytes
+    from lpd_core.preview import cached_palette
+    runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+    asked = []
+    monkeypatch.setattr(runtime, "load_together", lambda managed, memory_required=0: asked.append(
+        ([m.kind for m in managed], memory_required)))
+    import lpd_core.fast
+    monkeypatch.setattr(lpd_core.fast, "on_by_default", lambda device: True)
+    widest = max(a + b for a, b in zip(schedule.group_sizes, schedule.group_sizes[1:]))
+    decoder = decoder_memory_bytes(model.module.config, 2, torch.float32, widest)
+    palette = vq.module.memory_per_image(schedule.grid_h * vq.module.stride, schedule.grid_w * vq.module.stride)
+    first_time = cached_palette(vq.module) is None
+    nodes["LPDSampler"].execute(model, schedule, 3, 1, 0, tokenizer=vq)
+    nodes["LPDSampler"].execute(model, schedule, 3, 1, 0, tokenizer=vq)  # the palette is made once
+    assert asked[-1] == (["lpd"], decoder)
+    if first_time:
+        assert asked[0] == (["lpd", "vq"], decoder + palette)
+    asked.clear()
+    picture, mask = torch.rand(1, 128, 128, 3), torch.ones(1, 128, 128)
+    nodes["LPDEditSampler"].execute(model, vq, picture, mask, 3, steps=2)
+    grid = model.module.config.grid_size
+    kept = decoder_memory_bytes(model.module.config, 2, torch.float32, grid * grid + 1)
+    assert asked == [(["lpd", "vq"], kept + vq.module.memory_per_image(128, 128))]
 
 
 def test_registry_metadata():

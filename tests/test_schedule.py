@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lpd_core.errors import SettingError
 from lpd_core import build_schedule, group_sizes_for
 from lpd_core.schedule import cosine_group_sizes
 
@@ -58,11 +59,11 @@ def test_raster_random_and_custom_orders():
     (dict(order=[0, 1, 2]), r"permutation of 0..3"),
     (dict(order="spiral"), r"unknown order 'spiral'; choose one of locality, random, raster"),
     (dict(group_sizes=[1, 1, 1]), r"sum to 3, but the grid has 4 tokens"),
-    (dict(group_sizes=[0, 4]), r"positive integers"),
+    (dict(group_sizes=[0, 4]), r"every group size must be at least 1, got 0"),
 ])
 def test_schedule_errors(kwargs, message):
     kwargs = {"group_sizes": [1, 3], **kwargs}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingError, match=message):
         build_schedule(2, **kwargs)
 
 

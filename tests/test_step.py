@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from lpd_core.errors import SettingError
 from lpd_core import build_schedule, generate
 from lpd_core.fast import release_fast_state
 from lpd_core.generate import LOOP_RANGE
@@ -99,5 +100,5 @@ def test_switched_logits_agree_eager_and_fast(reference_model, schedule):
     (dict(switch_labels=[1, 2], switch_step=1), r"got 2 switch labels for a batch of 1"),
 ])
 def test_bad_switch_raises_clear_errors(reference_model, schedule, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingError, match=message):
         generate(reference_model, schedule, [1], **kwargs)

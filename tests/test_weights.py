@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lpd_core import LPDConfig, check_pair, load_model, load_tokenizer
+from lpd_core.errors import SettingError
 from lpd_core.model import LPD
 
 from conftest import REFERENCE, REFERENCE_HEADS
@@ -95,7 +96,7 @@ def test_vq_images_round_trip_shapes(reference_vq):
         out = reference_vq.decode_images(codes)
     assert out.shape == (2, 128, 128, 3) and out.dtype == torch.float32
     assert 0 <= out.min() and out.max() <= 1
-    with pytest.raises(ValueError, match=r"not a multiple of the tokenizer's stride 16"):
+    with pytest.raises(SettingError, match=r"the images are 128×100 px, not a multiple of the tokenizer's stride \(16 px\)"):
         reference_vq.encode_images(torch.rand(1, 100, 128, 3))
 
 

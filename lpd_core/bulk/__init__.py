@@ -3,8 +3,8 @@ processes that torchrun starts, resumable, packed into the .npz the standard eva
 
 Every image is a function of its index alone, never of which process or batch made it:
 
-- seed:  ``(base_seed + index) mod 2^64``, for the token sampling (its own generator per image, as in
-  `generate`) and for the generation order (locality / random orders are built per image with
+- seed:  ``(base_seed + index) mod 2^64``, for the token sampling (its own counter-based random
+  numbers per image, as in `generate`) and for the generation order (locality / random orders are built per image with
   that seed; raster is the same for all);
 - class: ``classes[index % len(classes)]``, with ``classes`` = every class of the model
   (0..C-1, so C·k images give k per class) unless a list is given.
@@ -42,10 +42,18 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from tqdm import tqdm
 
-from ..errors import SettingError
+from ..checkpoints import load_pair, resolve_settings
+from ..classes import check_class, resolve_classes
+from ..errors import ResumeError, SettingError
+from ..fast import on_by_default
 from ..files import check_output_folder
-from ..settings import check_count, check_integer, check_order, check_proximity, check_seed, resolve_settings
+from ..generate import generate
+from ..memory import plan_chunks
+from ..schedule import build_orders, build_schedule, group_sizes_for
+from ..settings import check_count, check_flag, check_order, check_proximity, check_seed
+from ..weights import dtype_name
 from . import outputs
 from .indices import IMAGES_DIR, class_of, image_path, missing_indices, remove_partial_files, seed_of, shard
 from .processes import Processes, sigterm_as_interrupt, start_processes
@@ -67,7 +75,6 @@ def _may_download(model, tokenizer) -> bool:
 def _progress(total: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm import tqdm
     return tqdm(total=total, desc="sampling (all processes)", unit="img", file=sys.stderr, dynamic_ncols=True,
                 smoothing=0.1)
 
@@ -76,20 +83,20 @@ def orders_for(indices: Sequence[int], grid: int, steps: int, order: str, base_s
                repulsion: int | None) -> tuple[torch.Tensor, tuple[int, ...]]:
     """The generation orders (len(indices), N) of these images, each built with its own seed, and
     their common group sizes: the one place bulk sampling builds per-sample schedules."""
-    from ..schedule import build_orders, group_sizes_for
     group_sizes = group_sizes_for(grid * grid, steps)
     seeds = [seed_of(base_seed, i) for i in indices]
     return torch.from_numpy(build_orders(grid, grid, group_sizes, order, seeds, proximity, repulsion)), group_sizes
 
 
 def _class_list(classes, model) -> list[int]:
-    from ..checkpoints import resolve_classes
     num_classes = model.config.num_classes
     if classes is None:
         return list(range(num_classes))
     if isinstance(classes, str):
         return resolve_classes(classes, model)
-    class_list = [check_integer("class index", c, 0, num_classes - 1) for c in classes]
+    if not hasattr(classes, "__iter__"):
+        raise SettingError(f"classes must be class indices, comma-separated text, or None for all; got {classes!r}")
+    class_list = [check_class(c, num_classes) for c in classes]
     if not class_list:
         raise SettingError(f"no class given: give class indices from 0 to {num_classes - 1}, or none for all")
     return class_list
@@ -98,7 +105,6 @@ def _class_list(classes, model) -> list[int]:
 def _run_settings(lpd, vq, model, tokenizer, dtype, fast, order, proximity, resolved, group_sizes, seed, classes,
                   class_list) -> dict:
     """Everything that decides the images (compared on resume), plus the names given (not compared)."""
-    from ..schedule import build_schedule
     grid = lpd.config.grid_size
     # the schedule fills in the grid's default repulsion; both are None for orders without them
     schedule = build_schedule(grid, group_sizes=group_sizes, order=order, seed=seed, proximity=proximity,
@@ -174,14 +180,10 @@ def sample_many(
     None = all, else indices (or a comma-separated string of indices/names). N = num_images, or
     images_per_class × number of classes (default 50 per class: 50,000 for ImageNet). steps, cfg,
     cfg_schedule, temperature, top_k, top_p, repulsion: None = the model's defaults
-    (`settings.resolve_settings`). batch_size: per process. dtype "auto": as
+    (`checkpoints.resolve_settings`). batch_size: per process. dtype "auto": as
     `weights.auto_dtype`. fast: `generate`'s fast path (None: on with CUDA). Every input is checked
     (an LPDError) before `out` is touched. Returns the manifest on rank 0, None on the other ranks.
     """
-    from ..checkpoints import load_pair
-    from ..fast import on_by_default
-    from ..weights import dtype_name
-
     batch_size = check_count("batch size", batch_size)
     if images_per_class is not None and num_images is not None:
         raise SettingError("give the number of images per class or in total, not both")
@@ -190,6 +192,8 @@ def sample_many(
     if num_images is not None:
         check_count("number of images", num_images)
     seed, order, proximity = check_seed(seed), check_order(order), check_proximity(proximity)
+    fast = None if fast is None else check_flag("fast", fast)
+    progress = check_flag("progress", progress)
     out = check_output_folder(out, "--out folder")
     processes, device = start_processes(device)
     if fast is None:
@@ -217,6 +221,11 @@ def sample_many(
                 return orders_for(indices, grid, resolved.steps, order, seed, proximity, resolved.repulsion)
 
             _, group_sizes = orders_of([0])  # builds one schedule: checks it before the folder is touched
+            # Memory, before the folder is touched: the lists of indices and labels (about 64 bytes an image
+            # in Python), a batch's orders on the CPU; generate plans its own.
+            plan_chunks("sampling", num_images, num_images * 64, lambda n: 0, "cpu")
+            batch_size = min(batch_size, num_images)
+            plan_chunks("sampling in batches of", batch_size, batch_size * grid * grid * 8, lambda n: 0, "cpu")
             settings = _run_settings(lpd, vq, model, tokenizer, dtype_name(lpd.pos_embed.dtype), fast, order,
                                      proximity, resolved, group_sizes, seed, classes, class_list)
 
@@ -265,7 +274,6 @@ def sample_many(
 def _finish(out: Path, previous: dict | None, settings: dict, num_images: int, class_list, size: int, missing,
             processes: Processes, batch_size: int, device: str, elapsed: float, log) -> dict:
     """On rank 0, once every image is on disk: pack the .npz and write the complete manifest."""
-    from ..errors import ResumeError
     still = missing_indices(out, num_images)
     if still:
         raise ResumeError(
@@ -301,8 +309,6 @@ def _sample_shard(model, tokenizer, out: Path, indices: list[int], batch_size: i
     written, one worker thread builds batch k+1's orders (64 locality orders take longer than a
     batch should take on a GPU), so order building stays off the critical path. Each order
     depends on its image's seed alone, so building it earlier changes nothing."""
-    from ..generate import generate
-
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
 
     def prepare(batch: list[int]) -> dict:

@@ -10,15 +10,16 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..errors import ResumeError
 from ..files import atomic_write
+from ..imaging import to_pil
 from .indices import image_path
 
 
 def write_png(image: torch.Tensor, path: Path) -> None:
     """One (H, W, 3) image in [0, 1], rounded as `generate`'s PNGs are, written atomically."""
-    from ..imaging import to_pil
     picture = to_pil(image)
     atomic_write(path, lambda temp: picture.save(temp, format="PNG"))
 
@@ -33,8 +34,6 @@ def pack_npz(folder, count: int, labels: Sequence[int], destination) -> dict:
     """Stream images/000000.png … into `destination` as an uncompressed .npz (zip64): arr_0 the
     uint8 (N, H, W, 3) images, arr_1 the int64 labels. Memory stays at one image, so 50,000
     images at 512×512 (39 GB) pack on any machine. Returns shape and the sha256 of arr_0's bytes."""
-    from PIL import Image
-
     folder, destination = Path(folder), Path(destination)
     first = np.asarray(Image.open(image_path(folder, 0)).convert("RGB"))
     shape = (count, *first.shape)

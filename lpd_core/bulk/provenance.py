@@ -21,8 +21,9 @@ from .indices import IMAGES_DIR, present_indices
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".sample-many.lock"
 FORMAT = "lpd_core sample-many 2"  # 2: weights identified by the sha256 of all their tensors
-SEED_RULE = ("image i: seed = (base_seed + i) mod 2^64, used for its token sampling (a torch.Generator of its "
-             "own) and, for locality/random orders, for its generation order (build_schedule(seed=...))")
+SEED_RULE = ("image i: seed = (base_seed + i) mod 2^64, used for its token sampling (its own counter-based "
+             "random numbers, lpd_core.sampling.seed_uniforms) and, for locality/random orders, for its generation "
+             "order (build_schedule(seed=...))")
 CLASS_RULE = "image i: class = classes[i % len(classes)]; 'all' means classes = 0..num_classes-1"
 # Settings that may change between a run and its resumption: they do not change any image (the
 # weights are compared by content instead of by name or path).
