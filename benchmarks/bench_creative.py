@@ -40,7 +40,9 @@ seeds) and of the seeds' mean P(B); and P(B) in the first and the last frame.
 
 Travel: canvases of 24×8 tokens (five 8×8 tiles overlapping by 4) from A at the first tile to B at
 the last (`wide_canvas(to_labels=...)`): how often the judge names A in the first tile's window and
-B in the last tile's (both, in one canvas), and the seam measure of the wide-canvas part.
+B in the last tile's (both, in one canvas), and the seam measure of the wide-canvas part. For scale,
+how often it names B in the last tile's window of plain canvases of B (the same seeds): what a
+canvas's last tile reaches on this model without any travel.
 """
 
 from __future__ import annotations
@@ -282,7 +284,8 @@ def morph_part(model, vq, judge, args, settings) -> list[dict]:
             rows.append(row)
             print(f"  {row['first']} → {row['second']}, layout steps {layout}: neighbouring frames "
                   f"{row['neighbour_change']:.4f} (largest {row['largest_neighbour_change']:.4f}), two seeds of one "
-                  f"class {row['two_seeds_change']:.4f} (ratio {row['neighbour_change'] / row['two_seeds_change']:.2f}),"
+                  f"class {row['two_seeds_change']:.4f} "
+                  f"(ratio {row['neighbour_change'] / row['two_seeds_change']:.2f}),"
                   f" first→last {row['first_last_change']:.4f}; Spearman of P({row['second']}) per seed "
                   f"{row['spearman_per_seed']:.3f}, of the mean {row['spearman_of_mean']:.3f}; P({row['second']}) "
                   f"{mean_curve[0]:.3f} → {mean_curve[-1]:.3f}", flush=True)
@@ -303,19 +306,24 @@ def travel_part(model, vq, judge, args, settings) -> list[dict]:
         result = wide_canvas(model, vq, [first] * args.travel_canvases, to_labels=second, width=3 * grid,
                              overlap=args.overlap, steps=settings.steps, seed=0, cfg=settings.cfg,
                              cfg_schedule=settings.cfg_schedule)
+        plain = wide_canvas(model, vq, [second] * args.travel_canvases, width=3 * grid, overlap=args.overlap,
+                            steps=settings.steps, seed=0, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule)
         starts = [col for _, col in result.tiles]
         named_first, _ = classify(judge, result.images[:, :, :side])
         named_last, _ = classify(judge, result.images[:, :, -side:])
+        named_plain, _ = classify(judge, plain.images[:, :, -side:])
         first_ok, last_ok = named_first.numpy() == first, named_last.numpy() == second
         seam, interior, ratio = seam_ratio(result.images, stride, [start + grid for start in starts[:-1]])
         row = dict(first=SHAPE_CLASSES[first], second=SHAPE_CLASSES[second], canvases=args.travel_canvases,
                    tiles=len(result.tiles), first_tile_is_first=float(first_ok.mean()),
-                   last_tile_is_second=float(last_ok.mean()), both=float((first_ok & last_ok).mean()), seam=seam,
+                   last_tile_is_second=float(last_ok.mean()), both=float((first_ok & last_ok).mean()),
+                   plain_last_tile_is_second=float((named_plain.numpy() == second).mean()), seam=seam,
                    interior=interior, seam_ratio=ratio)
         rows.append(row)
         print(f"  {row['first']} → {row['second']}: first tile judged {row['first']} {row['first_tile_is_first']:.2f}, "
               f"last judged {row['second']} {row['last_tile_is_second']:.2f}, both {row['both']:.2f} of "
-              f"{row['canvases']} canvases; seam {seam:.4f} vs interior {interior:.4f} (ratio {ratio:.3f})", flush=True)
+              f"{row['canvases']} canvases (last tile of plain {row['second']} canvases: "
+              f"{row['plain_last_tile_is_second']:.2f}); seam {seam:.4f} vs interior {interior:.4f} (ratio {ratio:.3f})", flush=True)
     return rows
 
 

@@ -199,7 +199,8 @@ def run_generate(args) -> None:
     images = tokenizer.decode_images(tokens)
     save_image(image_grid(images, columns=batch if len(labels) > batch else None), args.out)
     print(f"wrote {args.out}: {len(labels)} image(s) of class(es) {', '.join(map(str, dict.fromkeys(labels)))}, "
-          f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}{_negative_words(args, model)}, seed {seed}")
+          f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}{_negative_words(args, model)}, "
+          f"seed {seed}")
     if args.model is None:
         print("(the bundled demo model; published ImageNet models: python -m lpd_core download lpd_l_256, "
               "then --model lpd_l_256)")

@@ -351,7 +351,7 @@ def test_sampler_outputs_and_determinism(nodes, model, schedule):
     assert tokens.seeds == [7, 8]
     # defaults resolved from the model (fixture: plain settings, cfg 4 linear)
     assert tokens.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
-                                    "negative": None}
+                               "negative": None}
     same = sampler.execute(model, schedule, 3, 2, 7)[0]
     assert torch.equal(tokens.tokens, same.tokens)
     other = sampler.execute(model, schedule, 3, 2, 8)[0]
@@ -590,7 +590,7 @@ def test_exact_default_sentinels(nodes, model, schedule):
     from lpd_core.errors import SettingError
     default = nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, cfg=-1.0, temperature=-1.0, top_p=-1.0)[0]
     assert default.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
-                                     "negative": None}
+                                "negative": None}
     for name in ("cfg", "temperature", "top_p"):
         with pytest.raises(SettingError, match=rf"{name} must be .*got -0.5"):
             nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, **{name: -0.5})
