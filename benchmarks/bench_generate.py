@@ -30,10 +30,11 @@ import time
 
 import torch
 
-from lpd_core import LPD, LPDConfig, VQConfig, VQModel, build_schedule, generate
+from lpd_core import LPD, LPDConfig, VQConfig, VQModel, build_schedule, generate, load_model
 from lpd_core.fast import release_fast_state
 from lpd_core.hub import TOKENIZER_STRIDE
 from lpd_core.weights import resolve_dtype
+
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if cuda else "cpu")
     parser.add_argument("--repeats", type=int, default=5 if cuda else 1)
     parser.add_argument("--warmup", type=int, default=2 if cuda else 1)
+    parser.add_argument("--weights", help="an LPD checkpoint to time instead of random weights (e.g. the "
+                        "reference's, from bench_reference.py --save-weights); one model and resolution")
     parser.add_argument("--no-vq", action="store_true", help="skip the VQ decode timing")
     parser.add_argument("--check", action="store_true", help="also print accuracy figures (see above)")
     parser.add_argument("--json", help="also write the rows here")
@@ -128,8 +131,12 @@ def main() -> None:
         config = LPDConfig.preset(name, grid_size=resolution // TOKENIZER_STRIDE)
         torch.manual_seed(0)
         with torch.device(device):
-            base = LPD(config).init_weights().eval()
+            base = LPD(config).init_weights().eval() if args.weights is None else None
             vq_base = None if args.no_vq else VQModel(VQConfig()).eval()
+        if args.weights is not None:
+            base = load_model(args.weights, device=device)
+            if base.config != config:
+                parser.error(f"{args.weights} is not {name} at {resolution} px: {base.config}")
         weight_count = sum(p.numel() for p in base.parameters())
         if args.check:
             accuracy_check(base, args.variants.split(","), device)

@@ -8,20 +8,46 @@ Typical use::
     schedule = build_schedule(model.config.grid_size, steps=20, order="locality", seed=0)
     tokens = generate(model, schedule, labels=[207], cfg=4.8, seeds=0)
     images = vq.decode_images(tokens)  # (B, H, W, 3) in [0, 1]
+
+The names below are imported on first use, not with the package: `import lpd_core` (and so the
+command line, `python -m lpd_core`) imports no torch, so a mistake in a command's arguments is
+answered before torch's seconds of start-up.
 """
 
-from .blend import ClassMix, parse_class_mix
-from .canvas import wide_canvas
-from .generate import DecodeStep, generate
-from .model import LPD, PRESETS, LPDConfig
-from .morph import class_morph
-from .schedule import Schedule, build_schedule, group_sizes_for
-from .variation import vary
-from .vq import VQConfig, VQModel
-from .weights import check_pair, load_model, load_tokenizer, read_checkpoint
+import sys
+from importlib import import_module
+from types import ModuleType
 
-__all__ = [
-    "DecodeStep", "generate", "LPD", "LPDConfig", "PRESETS", "Schedule", "build_schedule",
-    "group_sizes_for", "VQConfig", "VQModel", "check_pair", "load_model", "load_tokenizer",
-    "read_checkpoint", "ClassMix", "parse_class_mix", "vary", "wide_canvas", "class_morph",
-]
+# public name -> the module of lpd_core that defines it
+_EXPORTS = {
+    "ClassMix": "blend", "parse_class_mix": "blend", "wide_canvas": "canvas", "DecodeStep": "generate",
+    "generate": "generate", "LPD": "model", "LPDConfig": "model", "PRESETS": "model", "Schedule": "schedule",
+    "build_schedule": "schedule", "group_sizes_for": "schedule", "vary": "variation", "VQConfig": "vq",
+    "VQModel": "vq", "check_pair": "weights", "load_model": "weights", "load_tokenizer": "weights",
+    "read_checkpoint": "weights", "class_morph": "morph",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(ModuleType):
+    # Importing a submodule binds it to its package under its name; lpd_core.generate (the module)
+    # would then hide `generate` (the function) from `from lpd_core import generate`. An exported
+    # name keeps meaning the export; the submodule stays reachable as sys.modules["lpd_core.generate"].
+    def __setattr__(self, name, value):
+        if not (name in _EXPORTS and isinstance(value, ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -16,7 +16,10 @@ another run) is printed as one line `error: …` on stderr with exit status 2; C
 and exits with 130. Anything else is a bug and keeps its traceback.
 
 Each command imports the modules it needs when it runs (imports inside the functions, for start-up
-time: a command does not pay for the others').
+time: a command does not pay for the others'). And each checks what it can without torch first (the
+output path, the numbers, the names of the model and tokenizer, the model's file, downloaded if
+needed) and imports torch only then, so a mistake is answered in a fraction of a second instead of
+after torch's start-up.
 """
 
 from __future__ import annotations
@@ -26,16 +29,19 @@ import sys
 from pathlib import Path
 
 from .errors import LPDError, SettingError
+from .files import check_animation_path, check_image_path
 from .hub import TOKENIZER_STRIDE
-from .settings import CFG_SCHEDULES, EASINGS
+from .settings import (CFG_SCHEDULES, EASINGS, check_count, check_easing, check_fps, check_frames, check_integer,
+                       check_layout_steps, check_negative, check_pixels, check_proximity, check_seed, check_strength,
+                       check_values, seeds_for)
 
 EXAMPLES = """examples:
-  python -m lpd_core generate --class 3 --out demo.png
-  python -m lpd_core generate --model lpd_l_256 --tokenizer vq_ds16_c2i --class "golden retriever" --steps 20 --out dog.png
-  python -m lpd_core download lpd_l_256
-  python -m lpd_core convert lpd_l_256.pth
-  python -m lpd_core schedule --resolution 256 --steps 20 --order locality --seed 0 --out order.png
-  python -m lpd_core sample-many --model lpd_l_256 --steps 20 --out samples/l256
+  {prog} generate --class 3 --out demo.png
+  {prog} generate --model lpd_l_256 --tokenizer vq_ds16_c2i --class "golden retriever" --steps 20 --out dog.png
+  {prog} download lpd_l_256
+  {prog} convert lpd_l_256.pth
+  {prog} schedule --resolution 256 --steps 20 --order locality --seed 0 --out order.png
+  {prog} sample-many --model lpd_l_256 --steps 20 --out samples/l256
 """
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
@@ -86,14 +92,21 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fixed-shape steps replayed as CUDA graphs (auto: on with CUDA)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def program() -> str:
+    """The command as it was called: `lpd` (the installed script) or `python -m lpd_core`."""
+    name = Path(sys.argv[0]).name
+    return "python -m lpd_core" if name == "__main__.py" else name
+
+
+def build_parser(prog: str = "python -m lpd_core") -> argparse.ArgumentParser:
+    examples = EXAMPLES.format(prog=prog)
     parser = argparse.ArgumentParser(
-        prog="python -m lpd_core", description="Locality-aware Parallel Decoding: image generation.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog=prog, description="Locality-aware Parallel Decoding: image generation.",
+        epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="generate images of one or more classes into a PNG",
-                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     gen.add_argument("--model", help="registry name, checkpoint path or folder (default: the bundled demo model)")
     gen.add_argument("--tokenizer", help="registry name or path (default: the one that goes with the model)")
     gen.add_argument("--models-dir", type=Path, help="where downloads go (default: $LPD_MODELS_DIR or ~/.cache/lpd_core)")
@@ -122,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     many = commands.add_parser(
         "sample-many", help="sample many images (e.g. 50,000 for FID) into a folder and an .npz; "
         "resumable; shards over processes under torchrun",
-        epilog="examples:\n  python -m lpd_core sample-many --model lpd_l_256 --steps 20 --out samples/l256\n"
+        epilog=f"examples:\n  {prog} sample-many --model lpd_l_256 --steps 20 --out samples/l256\n"
                "  torchrun --nproc_per_node=8 -m lpd_core sample-many --model lpd_l_256 --steps 20 --out samples/l256\n"
                "Run the same command again to resume; images already written are skipped.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--repulsion", type=int)
     sched.add_argument("--proximity", type=float, default=1.0)
     sched.add_argument("--out", type=Path, help="PNG of the order map (which step decodes each token)")
-    _add_creative_arguments(commands, gen, wanted)
+    _add_creative_arguments(commands, gen, wanted, prog)
     return parser
 
 
@@ -163,44 +176,69 @@ def _fast(choice: str, device: str) -> bool:
     return choice == "on" or (choice == "auto" and on_by_default(device))
 
 
-def run_generate(args) -> None:
-    from . import generate
-    from .checkpoints import load_pair, resolve_settings
-    from .imaging import check_image_path, image_grid, save_image
-    from .schedule import build_schedule
-    from .settings import check_count, check_negative, check_proximity, check_seed, seeds_for
-    from .weights import resolve_device
+def _check_settings(args) -> None:
+    """The sampling settings given, each in its range; the steps' range is the model's token count,
+    so they are checked once it is loaded (resolve_settings)."""
+    check_values(cfg=args.cfg, cfg_schedule=args.cfg_schedule, temperature=args.temperature, top_k=args.top_k,
+                 top_p=args.top_p, repulsion=args.repulsion)
+    check_seed(args.seed)
+    check_proximity(args.proximity)
 
-    # Everything the user gave is checked before a model is loaded.
+
+def _find_checkpoints(args) -> tuple[Path, Path | None]:
+    """The model's file and the tokenizer's (None: the one the model names), found or downloaded
+    before torch is imported: a wrong name or an unreachable Hub is answered at once."""
+    from .checkpoints import DEMO, find_checkpoint
+    model = args.model or DEMO
+    model_file = find_checkpoint(model, args.models_dir, _download_progress(model))
+    if args.tokenizer is None:
+        return model_file, None
+    return model_file, find_checkpoint(args.tokenizer, args.models_dir, _download_progress(args.tokenizer),
+                                       tokenizer=True)
+
+
+def _load(args, model_file, tokenizer_file, steps_up_to_tokens: bool = False):
+    """Device, model, tokenizer and resolved settings of a generate/vary/wide run
+    (`steps_up_to_tokens`: as `checkpoints.resolve_settings`)."""
+    from .checkpoints import load_pair, resolve_settings
+    from .weights import resolve_device
     device = resolve_device(args.device)
-    check_image_path(args.out)
-    batch = check_count("batch size", args.batch)
-    seed = check_seed(args.seed)
-    proximity = check_proximity(args.proximity)
-    if (args.switch_class is None) != (args.switch_step is None):
-        raise SettingError("--switch-class and --switch-step go together: give both, or neither")
-    model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
+    model, tokenizer = load_pair(model_file, tokenizer_file, args.models_dir, device, args.dtype,
                                  progress_for=_download_progress)
-    labels = _generate_labels(args, model, tokenizer, batch)
     settings = resolve_settings(model, steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
                                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                repulsion=args.repulsion)
-    schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=seed,
-                              proximity=proximity, repulsion=settings.repulsion)
-    negative = _negative(args, model)
-    check_negative(negative, settings.cfg)
-    bar, advance = _step_progress(schedule.steps)
+                                repulsion=args.repulsion, steps_up_to_tokens=steps_up_to_tokens)
+    return device, model, tokenizer, settings
 
+
+def run_generate(args) -> None:
+    check_image_path(args.out)
+    batch = check_count("batch size", args.batch)
+    _check_settings(args)
+    if (args.switch_class is None) != (args.switch_step is None):
+        raise SettingError("--switch-class and --switch-step go together: give both, or neither")
+    files = _find_checkpoints(args)
+
+    from . import generate
+    from .imaging import image_grid, save_image
+    from .schedule import build_schedule
+
+    device, model, tokenizer, settings = _load(args, *files)
+    labels = _generate_labels(args, model, tokenizer, batch)
+    schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=args.seed,
+                              proximity=args.proximity, repulsion=settings.repulsion)
+    negative = _negative(args, model, settings)
+    bar, advance = _step_progress(schedule.steps)
     tokens = generate(model, schedule, labels, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
                       temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-                      seeds=seeds_for(seed, len(labels)), callback=advance, negative=negative,
+                      seeds=seeds_for(args.seed, len(labels)), callback=advance, negative=negative,
                       fast=_fast(args.fast, device), **_class_switch(args, model, len(labels)))
     bar.close()
     images = tokenizer.decode_images(tokens)
     save_image(image_grid(images, columns=batch if len(labels) > batch else None), args.out)
     print(f"wrote {args.out}: {len(labels)} image(s) of class(es) {', '.join(map(str, dict.fromkeys(labels)))}, "
-          f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}{_negative_words(args, model)}, "
-          f"seed {seed}")
+          f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}{_negative_words(negative)}, "
+          f"seed {args.seed}")
     if args.model is None:
         print("(the bundled demo model; published ImageNet models: python -m lpd_core download lpd_l_256, "
               "then --model lpd_l_256)")
@@ -216,9 +254,8 @@ def run_download(args) -> None:
 
 
 def run_convert(args) -> None:
-    from .settings import check_integer
-    from .weights import convert
     num_heads = None if args.num_heads is None else check_integer("--num-heads", args.num_heads, 1)
+    from .weights import convert
     print(convert(args.source, args.destination, num_heads=num_heads))
 
 
@@ -234,9 +271,7 @@ def run_sample_many(args) -> None:
 
 
 def run_schedule(args) -> None:
-    from .imaging import check_image_path, order_map_image, save_image, to_pil
     from .schedule import build_schedule
-    from .settings import check_integer, check_pixels, check_proximity, check_seed
 
     if args.grid is not None:
         grid = check_integer("--grid", args.grid, 1)
@@ -252,21 +287,22 @@ def run_schedule(args) -> None:
     print(f"{schedule.steps} steps over {schedule.num_tokens} tokens ({grid}×{grid}), group sizes: "
           f"{', '.join(map(str, schedule.group_sizes))}")
     if args.out:
+        from .imaging import order_map_image, save_image, to_pil
         save_image(to_pil(order_map_image(schedule.order_map(), schedule.steps)), args.out)
         print(f"wrote {args.out}")
 
 
 # -- class blends, negative classes, variations, wide canvases, class morphs ---------------------------------
 CREATIVE_EXAMPLES = """examples:
-  python -m lpd_core generate --blend "circle:0.7, star:0.3" --out blend.png
-  python -m lpd_core generate --class circle --switch-class star --switch-step 3 --out switch.png
-  python -m lpd_core vary --image in.png --class star --strength 0.5 --count 4 --out variations.png
-  python -m lpd_core wide --class ring --width 96 --out wide.png
-  python -m lpd_core wide --model lpd_l_256 --class "golden retriever" --width 768 --out wide.png
-  python -m lpd_core generate --class ring --negative circle --out ring.png
-  python -m lpd_core wide --class circle --to-class star --width 128 --out travel.png
-  python -m lpd_core wide --class "circle; ring; star" --width 96 --overlap 4 --out tiles.png
-  python -m lpd_core morph --class circle --to-class star --frames 16 --out morph.webp
+  {prog} generate --blend "circle:0.7, star:0.3" --out blend.png
+  {prog} generate --class circle --switch-class star --switch-step 3 --out switch.png
+  {prog} generate --class ring --negative circle --out ring.png
+  {prog} vary --image in.png --class star --strength 0.5 --count 4 --out variations.png
+  {prog} wide --class ring --width 96 --out wide.png
+  {prog} wide --model lpd_l_256 --class "golden retriever" --width 768 --out wide.png
+  {prog} wide --class circle --to-class star --width 128 --out travel.png
+  {prog} wide --class "circle; ring; star" --width 96 --overlap 4 --out tiles.png
+  {prog} morph --class circle --to-class star --frames 16 --out morph.webp
 """
 
 
@@ -278,8 +314,22 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: as for generate")
 
 
-def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> None:
-    """--blend and the class switch on generate; the vary and wide commands."""
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, device, sampling and negative-class options of vary, wide and morph."""
+    _add_model_arguments(parser)
+    _add_sampling_arguments(parser)
+    _add_negative_argument(parser)
+
+
+def _add_negative_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--negative", metavar="CLASS_OR_MIX",
+                        help="guide away from this class (or mix) instead of the null class: 'a ring, less like a "
+                             "circle' is --class ring --negative circle; needs cfg above 1 (default: the null class)")
+
+
+def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted, prog: str) -> None:
+    """--blend, the class switch and --negative on generate; the vary, wide and morph commands."""
+    examples = CREATIVE_EXAMPLES.format(prog=prog)
     wanted.add_argument("--blend", dest="blends", action="append", metavar="MIX",
                         help="instead of --class: a weighted mix of classes for one image, e.g. "
                              "'tiger:0.7, golden retriever:0.3' or '0:0.7,3:0.3' (indices or names; weights are "
@@ -296,7 +346,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
         description="Encodes --image, keeps a share 1 - strength of its tokens (spread over the grid) and "
                     "regenerates the others under --class in a locality-aware order grown from the kept ones. "
                     "Strength 0 gives back the image's own tokens, 1 a fresh sample.",
-        epilog=CREATIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     vary.add_argument("--image", type=Path, required=True,
                       help="the picture to vary (resized so its shorter side is the model's resolution, centre-cropped)")
     vary.add_argument("--class", dest="mix", required=True, help=mix_help + " of the regenerated tokens")
@@ -313,7 +363,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
                     "before it; the whole canvas is decoded at once, so there is no seam. Sizes are in pixels "
                     "(what the picture should measure); they must be multiples of the tokenizer's stride "
                     "(16 px for the published models, 4 for the demo).",
-        epilog=CREATIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     wide.add_argument("--class", dest="mix", required=True,
                       help=mix_help + "; or one per tile, separated by ';' ('circle; ring; star': spread evenly over "
                                       "the tiles, left to right)")
@@ -336,7 +386,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
                     "w going from 0 to 1 along --easing, and every frame has the same seed, order and settings, so "
                     "neighbouring frames differ little. The first frame is exactly `generate --class START`, the "
                     "last exactly `generate --class END` (same seed). Written as a looping animation.",
-        epilog=CREATIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     morph.add_argument("--class", dest="mix", required=True, help=mix_help + " of the first frame")
     morph.add_argument("--to-class", dest="to_mix", required=True, metavar="CLASS_OR_MIX",
                        help="class index or name, or a mix, of the last frame")
@@ -351,31 +401,6 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted) -> N
     morph.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
     _add_run_arguments(morph)
     morph.add_argument("--out", type=Path, required=True, help="output animation: .webp (lossless) or .gif")
-
-
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model, device, sampling and negative-class options of vary, wide and morph."""
-    _add_model_arguments(parser)
-    _add_sampling_arguments(parser)
-    _add_negative_argument(parser)
-
-
-def _add_negative_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--negative", metavar="CLASS_OR_MIX",
-                        help="guide away from this class (or mix) instead of the null class: 'a ring, less like a "
-                             "circle' is --class ring --negative circle; needs cfg above 1 (default: the null class)")
-
-
-def _negative(args, model):
-    """generate's `negative` from --negative (None: the null class)."""
-    if args.negative is None:
-        return None
-    from .blend import label_or_mix, parse_class_mix
-    return label_or_mix(parse_class_mix(args.negative, model))
-
-
-def _negative_words(args, model) -> str:
-    return "" if args.negative is None else f", negative {_negative(args, model)}"
 
 
 def _generate_labels(args, model, tokenizer, batch: int) -> list:
@@ -401,52 +426,45 @@ def _class_switch(args, model, batch: int) -> dict:
                 switch_step=args.switch_step)
 
 
-def _load_for(args):
-    """Device, model, tokenizer and resolved settings of a vary/wide run."""
-    from .checkpoints import load_pair, resolve_settings
-    from .weights import resolve_device
-    device = resolve_device(args.device)
-    model, tokenizer = load_pair(args.model, args.tokenizer, args.models_dir, device, args.dtype,
-                                 progress_for=_download_progress)
-    settings = resolve_settings(model, steps=args.steps, cfg=args.cfg, cfg_schedule=args.cfg_schedule,
-                                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                repulsion=args.repulsion, steps_up_to_tokens=True)
-    return device, model, tokenizer, settings
+def _negative(args, model, settings):
+    """generate's `negative` from --negative (None: the null class), checked against cfg."""
+    negative = None
+    if args.negative is not None:
+        from .blend import label_or_mix, parse_class_mix
+        negative = label_or_mix(parse_class_mix(args.negative, model))
+    check_negative(negative, settings.cfg)
+    return negative
+
+
+def _negative_words(negative) -> str:
+    return "" if negative is None else f", negative {negative}"
 
 
 def _sampling(args, settings, device, model) -> dict:
-    """vary's and wide's sampling arguments, the negative class checked against cfg."""
-    from .settings import check_negative
-    negative = _negative(args, model)
-    check_negative(negative, settings.cfg)
+    """vary's and wide's sampling arguments, the negative class included."""
     return dict(steps=settings.steps, order=args.order, seed=args.seed, cfg=settings.cfg,
                 cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,
-                top_p=settings.top_p, proximity=args.proximity, repulsion=settings.repulsion, negative=negative,
-                fast=_fast(args.fast, device))
+                top_p=settings.top_p, proximity=args.proximity, repulsion=settings.repulsion,
+                negative=_negative(args, model, settings), fast=_fast(args.fast, device))
 
 
 def run_vary(args) -> None:
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from .blend import label_or_mix, parse_class_mix
-    from .imaging import check_image_path, image_grid, save_image
-    from .settings import check_count, check_seed
-    from .variation import kept_count, vary
-
-    # Everything the user gave is checked before a model is loaded.
-    kept_count(1, args.strength)
-    check_seed(args.seed)
+    check_strength(args.strength)
     check_count("--count", args.count)
     check_image_path(args.out)
-    try:
-        with Image.open(args.image) as picture:
-            image = torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255)[None]
-    except (OSError, ValueError, Image.DecompressionBombError) as error:  # missing, unreadable, not an image, huge
-        raise SettingError(f"cannot read --image {args.image}: {error}; give the path of a PNG or JPEG picture") \
-            from None
-    device, model, tokenizer, settings = _load_for(args)
+    _check_settings(args)
+    picture = _read_picture(args.image)
+    files = _find_checkpoints(args)
+
+    import numpy as np
+    import torch
+
+    from .blend import label_or_mix, parse_class_mix
+    from .imaging import image_grid, save_image
+    from .variation import vary
+
+    image = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255)[None]
+    device, model, tokenizer, settings = _load(args, *files, steps_up_to_tokens=True)
     label = label_or_mix(parse_class_mix(args.mix, model))
     result = vary(model, tokenizer, image.expand(args.count, -1, -1, -1), label, args.strength,
                   **_sampling(args, settings, device, model))
@@ -457,16 +475,27 @@ def run_vary(args) -> None:
           f"the image), seed {args.seed}")
 
 
-def run_wide(args) -> None:
-    from .blend import label_or_mix, parse_class_mix, parse_class_mixes
-    from .canvas import wide_canvas
-    from .imaging import check_image_path, image_grid, save_image
-    from .settings import check_count, check_pixels, check_seed
+def _read_picture(path: Path):
+    """--image as an RGB PIL image (SettingError if it is missing, unreadable, not a picture or huge)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as picture:
+            return picture.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as error:  # missing, unreadable, not an image, huge
+        raise SettingError(f"cannot read --image {path}: {error}; give the path of a PNG or JPEG picture") from None
 
-    check_seed(args.seed)
+
+def run_wide(args) -> None:
     check_count("--batch", args.batch)
     check_image_path(args.out)
-    device, model, tokenizer, settings = _load_for(args)
+    _check_settings(args)
+    files = _find_checkpoints(args)
+
+    from .blend import label_or_mix, parse_class_mix, parse_class_mixes
+    from .canvas import wide_canvas
+    from .imaging import image_grid, save_image
+
+    device, model, tokenizer, settings = _load(args, *files, steps_up_to_tokens=True)
     stride, side = tokenizer.stride, model.config.grid_size * tokenizer.stride
     height = side if args.height is None else args.height
     columns, rows = check_pixels("--width", args.width, stride), check_pixels("--height", height, stride)
@@ -490,41 +519,37 @@ def run_wide(args) -> None:
 
 
 def run_morph(args) -> None:
-    from .blend import label_or_mix, parse_class_mix
-    from .imaging import check_animation_path, save_animation
-    from .morph import class_morph
-    from .schedule import build_schedule
-    from .settings import (check_easing, check_fps, check_frames, check_layout_steps, check_negative, check_proximity,
-                           check_seed)
-
-    # Everything the user gave is checked before a model is loaded.
-    seed = check_seed(args.seed)
     frames = check_frames(args.frames)
     check_easing(args.easing)
     check_fps(args.fps)
     if args.layout_steps is not None:
         check_layout_steps(args.layout_steps)
-    proximity = check_proximity(args.proximity)
     check_animation_path(args.out)
-    device, model, tokenizer, settings = _load_for(args)
+    _check_settings(args)
+    files = _find_checkpoints(args)
+
+    from .blend import label_or_mix, parse_class_mix
+    from .imaging import save_animation
+    from .morph import class_morph
+    from .schedule import build_schedule
+
+    device, model, tokenizer, settings = _load(args, *files)
     start = label_or_mix(parse_class_mix(args.mix, model))
     end = label_or_mix(parse_class_mix(args.to_mix, model))
-    schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=seed,
-                              proximity=proximity, repulsion=settings.repulsion)
+    schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=args.seed,
+                              proximity=args.proximity, repulsion=settings.repulsion)
     if args.layout_steps is not None:
         check_layout_steps(args.layout_steps, schedule.steps)
-    negative = _negative(args, model)
-    check_negative(negative, settings.cfg)
+    negative = _negative(args, model, settings)
     bar, advance = _step_progress(schedule.steps)
-
     result = class_morph(model, tokenizer, start, end, schedule=schedule, frames=frames, easing=args.easing,
-                         layout_steps=args.layout_steps, seed=seed, cfg=settings.cfg,
+                         layout_steps=args.layout_steps, seed=args.seed, cfg=settings.cfg,
                          cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,
                          top_p=settings.top_p, negative=negative, callback=advance, fast=_fast(args.fast, device))
     bar.close()
     save_animation(result.images, args.out, args.fps)
     print(f"wrote {args.out}: {frames} frames from {start} to {end} ({args.easing}) at {args.fps:g} fps, "
-          f"{schedule.steps} steps, cfg {settings.cfg:g}{_negative_words(args, model)}, seed {seed}")
+          f"{schedule.steps} steps, cfg {settings.cfg:g}{_negative_words(negative)}, seed {args.seed}")
 
 
 COMMANDS = {"generate": run_generate, "download": run_download, "convert": run_convert,
@@ -533,7 +558,7 @@ COMMANDS = {"generate": run_generate, "download": run_download, "convert": run_c
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(program()).parse_args(argv)
     try:
         COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -2,6 +2,10 @@
 names and the generation settings that suit them.
 
 Shared by the CLI and the ComfyUI nodes, so both resolve names and defaults the same way.
+
+The modules that build models (and so torch) are imported inside the functions that build one, for
+start-up time: finding a checkpoint needs no torch, and the command line finds the model's file
+(downloading it if needed) before it imports torch.
 """
 
 from __future__ import annotations
@@ -9,15 +13,16 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import classes, hub
 from .errors import CheckpointError
 from .files import as_path
-from .model import LPD, PRESETS
 from .settings import GenerationSettings, check_integer, check_settings
-from .vq import VQModel
-from .weights import check_pair, load_model, load_tokenizer
+
+if TYPE_CHECKING:  # the types only; the modules are imported where a model is built (see above)
+    from .model import LPD
+    from .vq import VQModel
 
 DEMO = "demo"  # the bundled model trained on procedural shapes: works offline
 DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
@@ -59,6 +64,8 @@ def find_checkpoint(spec: str | os.PathLike, folder=None, progress: Callable | N
 
 def published_entry(model: LPD) -> hub.LPDCheckpoint | None:
     """The registry entry whose architecture this model has (width and grid identify them)."""
+    from .model import PRESETS  # with a model at hand, torch is imported already
+
     config = model.config
     for entry in hub.LPD_MODELS.values():
         preset = PRESETS[entry.preset]
@@ -109,6 +116,8 @@ def load_pair(model_spec=None, tokenizer_spec=None, folder=None, device="cpu", d
               progress_for: Callable[[str], Callable] | None = None) -> tuple[LPD, VQModel]:
     """Load a model and its tokenizer. No model: the demo model. No tokenizer: the one named in
     the model's file (the demo's own), else LlamaGen's VQ-16 as the published models use."""
+    from .weights import check_pair, load_model, load_tokenizer
+
     progress = progress_for or (lambda name: None)
     model_spec = model_spec or DEMO
     model = load_model(find_checkpoint(model_spec, folder, progress(str(model_spec))), device, dtype)

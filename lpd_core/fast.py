@@ -23,6 +23,8 @@ buffers and full-cache shapes a graph would replay.
 from __future__ import annotations
 
 import logging
+import os
+from typing import Sequence
 
 import torch
 
@@ -35,6 +37,16 @@ ROW_MULTIPLE = 8  # step rows are padded to a multiple of this: few shapes, litt
 WARMUP_RUNS = 2  # eager runs on a side stream before capture (cuBLAS/SDPA pick their kernels)
 _STATE_ATTRIBUTE = "_lpd_fast_state"
 _capture_failed: set[torch.device] = set()  # devices where capture failed once: not tried again
+
+
+def allocator_backend() -> str:
+    """The CUDA allocator back-end of this process, "native" or "cudaMallocAsync" (ComfyUI's
+    default). It is fixed when CUDA starts, from PYTORCH_CUDA_ALLOC_CONF (or PYTORCH_ALLOC_CONF);
+    without CUDA, what those variables would choose."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_allocator_backend()
+    settings = ",".join(os.environ.get(name, "") for name in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"))
+    return "cudaMallocAsync" if "backend:cudaMallocAsync" in settings.replace(" ", "") else "native"
 
 
 def on_by_default(device) -> bool:
@@ -104,7 +116,7 @@ class StaticDecoder:
         self.use_graphs = device.type == "cuda" and device not in _capture_failed
         # The graphs of one decoder run one after another, so they can share one memory pool. The
         # cudaMallocAsync allocator (ComfyUI's default) keeps graph memory its own way: no pool.
-        native = self.use_graphs and torch.cuda.get_allocator_backend() == "native"
+        native = self.use_graphs and allocator_backend() == "native"
         self.pool = torch.cuda.graph_pool_handle() if native else None
         self.sampling: Sampling | None = None
 
@@ -133,40 +145,63 @@ class StaticDecoder:
         return self.steps[plan.length, self.sampling](plan.rows)
 
 
-def decoder_memory_bytes(config, rows: int, dtype: torch.dtype, max_step_rows: int, guided: bool = True) -> int:
+def step_rows(group_sizes: Sequence[int]) -> list[int]:
+    """Input rows of each step of a plain (non-editing) schedule: the previous group (the class
+    token before the first) and the step's queries."""
+    sizes = list(group_sizes)
+    return [previous + size for previous, size in zip([1, *sizes[:-1]], sizes)]
+
+
+def decoder_memory_bytes(config, rows: int, dtype: torch.dtype, steps: int | Sequence[int], guided: bool = True,
+                         allocator: str | None = None) -> int:
     """Device memory the fast path keeps for `rows` rows (batch, ×2 with guidance) while the model
-    stays loaded, for steps of up to `max_step_rows` input rows: what a memory manager should
-    reserve beside the weights. `guided=False` for cfg 1 (rows = batch). See
+    stays loaded: what a memory manager should reserve beside the weights. `steps`: the input rows
+    of every step (`step_rows`), or only the longest (then every shape up to it is counted, an
+    upper bound). `guided=False` for cfg 1 (rows = batch). `allocator`: the CUDA allocator
+    back-end, "native" or "cudaMallocAsync" (None: this process's, `allocator_backend`). See
     `decoder_memory_parts` for the parts."""
-    return sum(decoder_memory_parts(config, rows, dtype, max_step_rows, guided).values())
+    return sum(decoder_memory_parts(config, rows, dtype, steps, guided, allocator).values())
 
 
-def decoder_memory_parts(config, rows: int, dtype: torch.dtype, max_step_rows: int,
-                         guided: bool = True) -> dict[str, int]:
+def decoder_memory_parts(config, rows: int, dtype: torch.dtype, steps: int | Sequence[int], guided: bool = True,
+                         allocator: str | None = None) -> dict[str, int]:
     """The parts of `decoder_memory_bytes`:
 
     - `cache`: keys and values of every layer, (rows, slots, width) each;
     - `buffers`: per slot and sample the token, position row (int64) and uniform (float64); the
       class-slot embeddings;
-    - `outputs`: each captured step shape keeps its guided logits (B, L, vocab) alive, one shape
-      per multiple of `ROW_MULTIPLE` up to the longest step (an upper bound: a schedule uses some);
-    - `step`: the largest step's transient tensors, which the graphs' shared pool holds: the
-      widest of the transformer (input, residual, qkv, attention output, MLP hidden and its GELU)
-      and of the sampling tail (raw logits for all rows, then float32 logits, their softmax and
-      the float64 running sum for the draw; top-p adds a sort).
+    - `outputs`: each captured step shape (the steps' rows padded to a multiple of `ROW_MULTIPLE`)
+      keeps its guided logits (B, L, vocab) alive;
+    - `step`: the transient tensors of the steps, which the graphs' memory pools hold: per shape
+      the widest of the transformer (input, residual, qkv, attention output, MLP hidden and its
+      GELU) and of the sampling tail (raw logits for all rows, then float32 logits, their softmax
+      and the float64 running sum for the draw; top-p adds a sort). Under the native allocator
+      the shapes share one pool, the largest shape's; under cudaMallocAsync each captured shape
+      has its own, so they add up.
     """
+    allocator = allocator_backend() if allocator is None else allocator
+    if allocator not in ("native", "cudaMallocAsync"):
+        raise ValueError(f"unknown CUDA allocator back-end {allocator!r}; expected native or cudaMallocAsync")
+    if isinstance(steps, int):
+        shapes = list(range(ROW_MULTIPLE, padded_length(steps) + 1, ROW_MULTIPLE))
+    else:
+        shapes = sorted({padded_length(length) for length in steps})
     item = torch.empty((), dtype=dtype).element_size()
     width, vocab = config.embed_dim, config.vocab_size
     slots = 1 + config.num_tokens + ROW_MULTIPLE - 1
-    length = padded_length(max_step_rows)
     batch = rows // 2 if guided else rows
     hidden = int(width * config.mlp_ratio)
-    cache = 2 * config.depth * rows * slots * width * item
-    buffers = batch * slots * (8 + 8 + 8) + 2 * rows * width * item
-    outputs = sum(batch * shape * vocab * item for shape in range(ROW_MULTIPLE, length + 1, ROW_MULTIPLE))
-    transformer = rows * length * (4 * width + 3 * width + 2 * hidden) * item + length * slots
-    sampling = rows * length * vocab * item + batch * length * vocab * (item + 4 + 4 + 8 + 8 + 4 + 8)
-    return dict(cache=cache, buffers=buffers, outputs=outputs, step=max(transformer, sampling))
+
+    def transient(length: int) -> int:
+        transformer = rows * length * (4 * width + 3 * width + 2 * hidden) * item + length * slots
+        sampling = rows * length * vocab * item + batch * length * vocab * (item + 4 + 4 + 8 + 8 + 4 + 8)
+        return max(transformer, sampling)
+
+    pools = [transient(length) for length in shapes]
+    return dict(cache=2 * config.depth * rows * slots * width * item,
+                buffers=batch * slots * (8 + 8 + 8) + 2 * rows * width * item,
+                outputs=sum(batch * length * vocab * item for length in shapes),
+                step=max(pools) if allocator == "native" else sum(pools))
 
 
 def static_decoder(model: LPD, batch: int, guided: bool) -> StaticDecoder:

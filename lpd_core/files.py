@@ -158,3 +158,33 @@ def _format_of(path: Path, f, size: int) -> str:
     kind = next((what for magic, what in _MAGIC.items() if head.lstrip().startswith(magic)), None)
     raise CheckpointError(f"{path} is not a checkpoint{f': it is {kind}' if kind else ''} (expected a .safetensors "
                           f"file or a PyTorch .pth/.pt file); pass the model or tokenizer file instead")
+
+
+# Image files the CLI writes, by suffix → PIL format. PNG is lossless; the others are there
+# because users ask for them by name.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                 ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def check_image_path(path) -> Path:
+    """An output image path of a known type in a folder that can be written (OutputError if not),
+    checked before any work is done."""
+    path = check_writable(path, "output image")
+    if path.suffix.lower() not in IMAGE_FORMATS:
+        raise OutputError(f"{path} has no image extension ({path.suffix or 'none'}); name the output "
+                          f"{path.with_suffix('.png').name} (or .jpg, .webp, .bmp, .tif)")
+    return path
+
+
+# Animations the CLI writes (class morphs), by suffix → PIL format; WEBP frames are lossless.
+ANIMATION_FORMATS = {".webp": "WEBP", ".gif": "GIF"}
+
+
+def check_animation_path(path) -> Path:
+    """An output animation path (.webp or .gif) in a folder that can be written (OutputError if not),
+    checked before any work is done."""
+    path = check_writable(path, "output animation")
+    if path.suffix.lower() not in ANIMATION_FORMATS:
+        raise OutputError(f"{path} is not an animation file ({path.suffix or 'no extension'}); name the output "
+                          f"{path.with_suffix('.webp').name} or {path.with_suffix('.gif').name}")
+    return path

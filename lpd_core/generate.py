@@ -19,7 +19,7 @@ import torch
 
 from .blend import check_labels
 from .errors import SettingError
-from .fast import decoder_memory_bytes, holds, padded_length, release_fast_state, static_decoder
+from .fast import allocator_backend, decoder_memory_bytes, holds, padded_length, release_fast_state, static_decoder
 from .locality import check_positions
 from .memory import chunk_starts, plan_chunks
 from .model import LPD
@@ -274,7 +274,7 @@ def generate(
                         nucleus=settings.top_p < 1.0)
     plans = plan_steps(run.group_sizes, run.known_steps, model.config.num_tokens, device,
                        padded_length if fast else None, run.switch_step)
-    chunk = _chunk_size(model, run, max(plan.length for plan in plans), guided, fast)
+    chunk = _chunk_size(model, run, [plan.length for plan in plans], guided, fast)
     chunks = chunk_starts(run.batch, chunk)
     tokens = torch.empty(run.batch, model.config.num_tokens, dtype=torch.long, device=device)
     try:
@@ -289,17 +289,21 @@ def generate(
     return tokens
 
 
-def _chunk_size(model: LPD, run: _Run, max_step_rows: int, guided: bool, fast: bool) -> int:
+def _chunk_size(model: LPD, run: _Run, lengths: list[int], guided: bool, fast: bool) -> int:
     """Samples decoded at once: all of them when their cache and step tensors fit beside the
-    tokens of the whole batch, else as many as fit (NotEnoughMemoryError when not one does)."""
+    tokens of the whole batch, else as many as fit (NotEnoughMemoryError when not one does).
+    `lengths`: the rows of each step."""
     config, dtype = model.config, model.pos_embed.dtype
+    # CUDA graphs keep memory per captured shape under cudaMallocAsync; without graphs one step's
+    # tensors live at a time, as under the native allocator's one pool
+    allocator = allocator_backend() if fast and model.pos_embed.device.type == "cuda" else "native"
     if fast and holds(model, run.batch, guided):
         return run.batch  # the state of an earlier run of this batch is reused: its memory is already taken
     if fast:
         release_fast_state(model)  # another batch's state goes before this one is made: do not count it
 
     def working(count: int) -> int:
-        return decoder_memory_bytes(config, count * (2 if guided else 1), dtype, max_step_rows, guided)
+        return decoder_memory_bytes(config, count * (2 if guided else 1), dtype, lengths, guided, allocator)
 
     whole = run.batch * config.num_tokens * torch.empty((), dtype=torch.long).element_size()  # the returned tokens
     chunk = plan_chunks("generating", run.batch, whole, working, model.pos_embed.device)

@@ -22,7 +22,8 @@ still resumes after transient network errors). A copy out of the cache is writte
 same way: temporary hidden `.incomplete` name, then an atomic rename.
 
 Offline (HF_HUB_OFFLINE=1) or with the Hub unreachable, a file that is neither in the folder nor in
-the cache raises one `DownloadError` that names the file, its URL and the folder to put it in.
+the cache raises one `DownloadError` that names the file, its URL and the folder to put it in, at
+once: without huggingface_hub's retries (`_check_reachable`).
 
 Nothing damaged is reported as ready: every file `download` returns passed `files.checkpoint_format`
 (not empty, not truncated, a real safetensors / torch file), and a fetched file (or, with
@@ -43,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
+from huggingface_hub import (HfApi, constants, get_hf_file_metadata, get_session, hf_hub_download, hf_hub_url,
+                             snapshot_download)
 from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.utils import tqdm as hf_tqdm
 
@@ -67,6 +69,13 @@ ProgressCallback = Callable[[int, int | None], None]
 # raises httpx2.ConnectError as is), but HfHubHTTPError derives from that client's base error, so
 # its bases name it without importing a particular client.
 _HUB_ERRORS: tuple[type[BaseException], ...] = (OSError, *HfHubHTTPError.__bases__)
+
+# How long the first request to the Hub may take. huggingface_hub retries a request that fails to
+# connect five times, with pauses of 1 to 8 s and a log line for each ("Retrying in 4s"), so an
+# offline machine would wait about half a minute for its error. One request of ours, without
+# retries, comes first: a Hub that cannot be reached is answered at once. Two seconds is long
+# for a connection and its TLS handshake, even on a slow network.
+_FIRST_CONTACT_TIMEOUT = 2.0
 
 # hf_hub_download takes a progress bar class only in recent huggingface_hub versions; older ones
 # still download (with their own console bar) but cannot report bytes to a callback.
@@ -238,6 +247,17 @@ def _manual_download_message(entry: Checkpoint, folder: Path, filename: str | No
     )
 
 
+def _check_reachable(entry: Checkpoint, folder: Path, filename: str | None) -> None:
+    """DownloadError now if the Hub cannot be reached (no network, no name resolution, refused, no
+    answer in time). Offline mode is left to huggingface_hub, which refuses at once without a request."""
+    if constants.HF_HUB_OFFLINE:
+        return
+    try:
+        get_session().head(constants.ENDPOINT, timeout=_FIRST_CONTACT_TIMEOUT)
+    except _HUB_ERRORS as error:
+        raise DownloadError(_manual_download_message(entry, folder, filename, error)) from error
+
+
 def _cached_snapshot_files(repo_id: str) -> list[str]:
     """Checkpoint files of the repo's cached snapshot, without network.
 
@@ -253,11 +273,13 @@ def _cached_snapshot_files(repo_id: str) -> list[str]:
     return _checkpoint_files(Path(snapshot))
 
 
-def _repo_checkpoint_name(entry: Checkpoint, folder: Path) -> str:
-    """The checkpoint's file name in its repo: from the cached snapshot if any, else from the Hub's listing."""
-    cached = _pick_checkpoint(_cached_snapshot_files(entry.repo_id), where=f"the cached snapshot of {entry.repo_id}")
-    if cached:
-        return cached
+def _cached_checkpoint_name(entry: Checkpoint) -> str | None:
+    """The checkpoint's file name in its repo as the cached snapshot has it, or None; no network."""
+    return _pick_checkpoint(_cached_snapshot_files(entry.repo_id), where=f"the cached snapshot of {entry.repo_id}")
+
+
+def _listed_checkpoint_name(entry: Checkpoint, folder: Path) -> str:
+    """The checkpoint's file name in its repo, from the Hub's listing."""
     try:
         files = HfApi().list_repo_files(entry.repo_id)
     except _HUB_ERRORS as error:
@@ -386,16 +408,17 @@ def download(
         return existing
 
     own_folder = check_output_folder(folder / entry.name, "models folder")
-    filename = filename or entry.filename or _repo_checkpoint_name(entry, folder)
+    filename = filename or entry.filename or _cached_checkpoint_name(entry)
+    cached = _cached_file(entry, filename) if filename else None
     own_folder.mkdir(parents=True, exist_ok=True)
-    try:
-        cached = Path(hf_hub_download(entry.repo_id, filename, local_files_only=True))
-    except LocalEntryNotFoundError:
-        cached = None
     if cached is not None:
         path = _place(cached, own_folder / filename)
         repo_name = None  # the blob's name in the cache is its hash: the structure check suffices
     else:
+        # Not in the cache under a known name: the Hub has it. (Without a cached snapshot of the repo
+        # no file of it is cached, so a name the listing gives cannot be in the cache either.)
+        _check_reachable(entry, folder, filename)
+        filename = filename or _listed_checkpoint_name(entry, folder)
         options = {"tqdm_class": _progress_bar_class(progress)} if progress and _DOWNLOAD_TAKES_TQDM_CLASS else {}
         try:
             path = Path(hf_hub_download(entry.repo_id, filename, local_dir=own_folder, **options))
@@ -413,6 +436,14 @@ def download(
         size = path.stat().st_size
         progress(size, size)
     return path
+
+
+def _cached_file(entry: Checkpoint, filename: str) -> Path | None:
+    """The file in the huggingface_hub cache (e.g. from `hf download`), or None; no network."""
+    try:
+        return Path(hf_hub_download(entry.repo_id, filename, local_files_only=True))
+    except LocalEntryNotFoundError:
+        return None
 
 
 def _name_in_repo(path: Path, own_folder: Path) -> str | None:

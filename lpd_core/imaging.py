@@ -9,42 +9,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import OutputError
-from .files import atomic_write, check_writable
-
-# Image files the CLI writes, by suffix → PIL format. PNG is lossless; the others are there
-# because users ask for them by name.
-IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-                 ".tif": "TIFF", ".tiff": "TIFF"}
-
-
-def check_image_path(path) -> Path:
-    """An output image path of a known type in a folder that can be written (OutputError if not),
-    checked before any work is done."""
-    path = check_writable(path, "output image")
-    if path.suffix.lower() not in IMAGE_FORMATS:
-        raise OutputError(f"{path} has no image extension ({path.suffix or 'none'}); name the output "
-                          f"{path.with_suffix('.png').name} (or .jpg, .webp, .bmp, .tif)")
-    return path
+from .files import ANIMATION_FORMATS, IMAGE_FORMATS, atomic_write, check_animation_path, check_image_path
 
 
 def save_image(picture: Image.Image, path) -> Path:
     """Write a PIL image atomically, in the format its suffix names (see `check_image_path`)."""
     path = check_image_path(path)
     return atomic_write(path, lambda temp: picture.save(temp, format=IMAGE_FORMATS[path.suffix.lower()]))
-
-
-# Animations the CLI writes (class morphs), by suffix → PIL format; WEBP frames are lossless.
-ANIMATION_FORMATS = {".webp": "WEBP", ".gif": "GIF"}
-
-
-def check_animation_path(path) -> Path:
-    """An output animation path (.webp or .gif) in a folder that can be written (OutputError if not)."""
-    path = check_writable(path, "output animation")
-    if path.suffix.lower() not in ANIMATION_FORMATS:
-        raise OutputError(f"{path} is not an animation file ({path.suffix or 'no extension'}); name the output "
-                          f"{path.with_suffix('.webp').name} or {path.with_suffix('.gif').name}")
-    return path
 
 
 def save_animation(frames, path, fps: float) -> Path:

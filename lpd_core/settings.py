@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from .errors import SettingError
 
@@ -132,18 +132,32 @@ def check_temperature(temperature) -> float:
     return temperature
 
 
+def _setting_rules(num_tokens: int | None) -> dict:
+    """The check of each GenerationSettings field; `num_tokens`, the model's token count, bounds the steps."""
+    return dict(
+        steps=lambda value: check_integer("steps", value, 1, num_tokens),
+        cfg=lambda value: check_number("cfg", value, 0.0, MAX_CFG),
+        cfg_schedule=lambda value: check_choice("cfg schedule", value, CFG_SCHEDULES),
+        temperature=check_temperature,
+        top_k=lambda value: check_integer("top_k", value, 0),
+        top_p=lambda value: check_number("top_p", value, 0.0, 1.0, low_open=True),
+        repulsion=lambda value: check_integer("repulsion", value, 0),
+    )
+
+
+def check_values(num_tokens: int | None = None, **values) -> dict:
+    """The generation settings given (by their GenerationSettings names; None = not given), each checked
+    against its valid range. The command line checks the settings it was given so before it loads a
+    model (num_tokens None), and the steps, whose range is the model's, once it has one."""
+    rules = _setting_rules(num_tokens)
+    return {name: rules[name](value) for name, value in values.items() if value is not None}
+
+
 def check_settings(settings: GenerationSettings, num_tokens: int) -> GenerationSettings:
     """The same settings with every value checked against its valid range (SettingError if not)."""
-    return replace(
-        settings,
-        steps=check_integer("steps", settings.steps, 1, num_tokens),
-        cfg=check_number("cfg", settings.cfg, 0.0, MAX_CFG),
-        cfg_schedule=check_choice("cfg schedule", settings.cfg_schedule, CFG_SCHEDULES),
-        temperature=check_temperature(settings.temperature),
-        top_k=check_integer("top_k", settings.top_k, 0),
-        top_p=check_number("top_p", settings.top_p, 0.0, 1.0, low_open=True),
-        repulsion=None if settings.repulsion is None else check_integer("repulsion", settings.repulsion, 0),
-    )
+    rules = _setting_rules(num_tokens)
+    return replace(settings, **{name: rules[name](value) for name, value in asdict(settings).items()
+                                if not (name == "repulsion" and value is None)})  # None: the grid's default
 
 
 def check_proximity(proximity) -> float:
@@ -159,6 +173,11 @@ def check_order(order) -> str:
 def check_seed(seed) -> int:
     """A seed in the documented range 0..2^64−1."""
     return check_integer("seed", seed, 0, MAX_SEED)
+
+
+def check_strength(strength) -> float:
+    """A variation's strength: the share of its tokens regenerated, 0 (the image itself) to 1 (a fresh sample)."""
+    return check_number("strength", strength, 0.0, 1.0)
 
 
 def check_negative(negative, cfg: float) -> None:

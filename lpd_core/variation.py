@@ -22,7 +22,7 @@ from .editing import fit_to_resolution, image_count, plan_edit
 from .errors import SettingError
 from .generate import DecodeStep, check_callback, check_negative_classes, generate
 from .model import LPD
-from .settings import (check_flag, check_integer, check_negative, check_number, check_order, check_proximity,
+from .settings import (check_flag, check_integer, check_negative, check_order, check_proximity, check_strength,
                        seeds_for)
 from .vq import VQModel, check_images
 from .weights import check_pair
@@ -49,8 +49,7 @@ def spread_positions(grid_h: int, grid_w: int, count: int, seed: int) -> np.ndar
 
 def kept_count(num_tokens: int, strength: float) -> int:
     """How many tokens a variation of this strength keeps: round((1 − strength) · N)."""
-    strength = check_number("strength", strength, 0.0, 1.0)
-    return round((1 - strength) * num_tokens)
+    return round((1 - check_strength(strength)) * num_tokens)
 
 
 @dataclass

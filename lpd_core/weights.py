@@ -37,9 +37,10 @@ DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat1
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
 
-# From this width on (every published model), bf16 matmuls beat fp32 on a CPU that multiplies bf16
-# natively: LPD-L-256 at 20 steps, batch 1, ran 2.4× faster (benchmarks/bench_generate.py). The
-# small demo model gains nothing, and fp32 keeps its images the ones its tests and card show.
+# From this width on (every published model and LlamaGen's VQ-16 tokenizer), bf16 matmuls and
+# convolutions beat fp32 on a CPU that multiplies bf16 natively: LPD-L-256 at 20 steps, batch 1, ran
+# 2.4× faster, the VQ-16 decode of a 256 px image 2.2× (docs/benchmarks.md). The small demo model and
+# tokenizer gain nothing, and fp32 keeps their images the ones their tests and card show.
 CPU_BF16_MIN_WIDTH = 512
 
 
@@ -49,19 +50,20 @@ def cpu_multiplies_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def auto_dtype(device, width: int | None = None) -> torch.dtype:
-    """What dtype "auto" means: bf16 on a GPU; on a CPU, bf16 for an LPD model of width ≥
-    `CPU_BF16_MIN_WIDTH` when the CPU multiplies bf16 natively, else fp32 (tokenizers: width None,
-    fp32 on the CPU)."""
+def auto_dtype(device, width: int) -> torch.dtype:
+    """What dtype "auto" means, for the CLI, the API and the nodes alike: bf16 on a GPU; on a CPU,
+    bf16 for a network of width ≥ `CPU_BF16_MIN_WIDTH` (an LPD model's `embed_dim`, a tokenizer's
+    widest channels: `VQConfig.width`) when the CPU multiplies bf16 natively, else fp32."""
     if torch.device(device).type != "cpu":
         return torch.bfloat16
-    if width is not None and width >= CPU_BF16_MIN_WIDTH and cpu_multiplies_bf16():
+    if width >= CPU_BF16_MIN_WIDTH and cpu_multiplies_bf16():
         return torch.bfloat16
     return torch.float32
 
 
-def resolve_dtype(dtype, device="cpu", width: int | None = None) -> torch.dtype:
-    """A dtype, or its name: fp32 / bf16 / fp16, or "auto" (see `auto_dtype`)."""
+def resolve_dtype(dtype, device="cpu", width: int = 0) -> torch.dtype:
+    """A dtype, or its name: fp32 / bf16 / fp16, or "auto" for a network of `width` that computes
+    on `device` (see `auto_dtype`)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
@@ -253,10 +255,11 @@ def _stored_extras(model: LPD, metadata: dict, path) -> None:
     model.tokenizer_name = str(metadata.get(TOKENIZER_METADATA_KEY, model.tokenizer_name))
 
 
-def load_model(path, device="cpu", dtype="fp32", num_heads: int | None = None) -> LPD:
-    """Build an LPD model from a checkpoint (published .pth, or .safetensors) in eval mode.
-    dtype: fp32 / bf16 / fp16 / "auto" (`auto_dtype`: bf16 on GPU and for wide models on bf16 CPUs).
-    CheckpointError for a file that cannot be used, weights holding NaN or infinity included."""
+def load_model(path, device="cpu", dtype="fp32", num_heads: int | None = None, run_on=None) -> LPD:
+    """Build an LPD model from a checkpoint (published .pth, or .safetensors) in eval mode, on
+    `device`. dtype: fp32 / bf16 / fp16 / "auto" (`auto_dtype`: bf16 on GPU and for wide models on
+    bf16 CPUs) for the device it will compute on, `run_on` (default: `device`). CheckpointError for
+    a file that cannot be used, weights holding NaN or infinity included."""
     device = resolve_device(device)
     resolve_dtype(dtype, device)  # checked before the file is read
     state_dict, metadata = read_checkpoint(path)
@@ -269,15 +272,17 @@ def load_model(path, device="cpu", dtype="fp32", num_heads: int | None = None) -
     check_finite(state_dict, path)
     model.load_state_dict(state_dict, assign=True)
     _stored_extras(model, metadata, path)
-    return model.to(device=device, dtype=resolve_dtype(dtype, device, config.embed_dim)).eval()
+    dtype = resolve_dtype(dtype, device if run_on is None else run_on, config.embed_dim)
+    return model.to(device=device, dtype=dtype).eval()
 
 
-def load_tokenizer(path, device="cpu", dtype="fp32") -> VQModel:
-    """Build the VQ tokenizer from a checkpoint (LlamaGen layout, .pt or .safetensors).
-    dtype "auto": bf16 on GPU, fp32 on CPU. CheckpointError for a file that cannot be used, weights
-    holding NaN or infinity included."""
+def load_tokenizer(path, device="cpu", dtype="fp32", run_on=None) -> VQModel:
+    """Build the VQ tokenizer from a checkpoint (LlamaGen layout, .pt or .safetensors) on `device`.
+    dtype "auto" as for `load_model` (LlamaGen's VQ-16: bf16 on GPU and on bf16 CPUs; its error
+    against fp32 is bounded in tests/test_weights.py). CheckpointError for a file that cannot be
+    used, weights holding NaN or infinity included."""
     device = resolve_device(device)
-    dtype = resolve_dtype(dtype, device)
+    resolve_dtype(dtype, device)  # checked before the file is read
     state_dict, _ = read_checkpoint(path)
     if not is_tokenizer_state_dict(state_dict):
         raise CheckpointError(f"{path} is not a VQ tokenizer checkpoint (no {TOKENIZER_KEY})"
@@ -292,6 +297,7 @@ def load_tokenizer(path, device="cpu", dtype="fp32") -> VQModel:
     _check_keys(model, state_dict, path)
     check_finite(state_dict, path)
     model.load_state_dict(state_dict, assign=True)
+    dtype = resolve_dtype(dtype, device if run_on is None else run_on, config.width)
     return model.to(device=device, dtype=dtype).eval()
 
 

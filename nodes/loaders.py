@@ -156,8 +156,9 @@ def resolve(choice: str, kind: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ nodes
-_DTYPE_TOOLTIP = ("Weight precision. auto: what ComfyUI picks for this device (bf16 or fp16 on GPUs that "
-                  "run them well, fp32 on the CPU). Same seed + same dtype + same device = same image.")
+_DTYPE_TOOLTIP = ("Weight precision. auto: bf16 on a GPU; on the CPU bf16 for the published models and "
+                  "tokenizer where the CPU has bf16 instructions (AMX, AVX512-BF16), else fp32 (the demo is "
+                  "always fp32). Same seed + same dtype + same device = same image.")
 
 
 def _dtype_input():
@@ -191,7 +192,7 @@ class LPDModelLoader(io.ComfyNode):
     def execute(cls, model_name, dtype="auto"):
         from lpd_core.weights import load_model
         path = resolve(model_name, "lpd")
-        module = load_model(path, device=runtime.offload_device(), dtype=runtime.widget_dtype(dtype, "lpd"))
+        module = load_model(path, device=runtime.offload_device(), dtype=dtype, run_on=runtime.torch_device())
         return io.NodeOutput(runtime.Managed(module, plain_name(model_name), "lpd", path))
 
 
@@ -221,7 +222,7 @@ class LPDTokenizerLoader(io.ComfyNode):
     def execute(cls, tokenizer_name, dtype="auto"):
         from lpd_core.weights import load_tokenizer
         path = resolve(tokenizer_name, "vq")
-        module = load_tokenizer(path, device=runtime.offload_device(), dtype=runtime.widget_dtype(dtype, "vq"))
+        module = load_tokenizer(path, device=runtime.offload_device(), dtype=dtype, run_on=runtime.torch_device())
         return io.NodeOutput(runtime.Managed(module, plain_name(tokenizer_name), "vq", path))
 
 

@@ -118,24 +118,6 @@ def intermediate_device():
     return torch.device("cpu")
 
 
-def widget_dtype(choice: str, kind: str = "lpd"):
-    """A loader's dtype widget value → torch dtype. "auto" follows ComfyUI's choice for the compute
-    device (its --bf16-unet/--fp16-vae style flags included): bf16 or fp16 where ComfyUI would use them
-    for a diffusion model (LPD) or a VAE (the tokenizer), fp32 on the CPU. Named dtypes are read by
-    the library (`lpd_core.weights.resolve_dtype`)."""
-    import torch
-    from lpd_core.weights import resolve_dtype
-    if choice != "auto":
-        return resolve_dtype(choice)
-    mm = _comfy("comfy.model_management")
-    if mm is None:
-        return torch.float32
-    device = mm.get_torch_device()
-    if kind == "vq":
-        return mm.vae_dtype(device, [torch.bfloat16, torch.float32])
-    return mm.unet_dtype(device, supported_dtypes=[torch.bfloat16, torch.float16, torch.float32])
-
-
 def release_decoder(module) -> None:
     """Drop what the fast path keeps on an LPD module (KV cache, CUDA graphs); the next run rebuilds it."""
     from lpd_core.fast import release_fast_state
@@ -220,14 +202,13 @@ def load_together(managed: list[Managed], memory_required: int = 0) -> None:
 def decoder_memory(model: Managed, batch: int, group_sizes, cfg: float) -> int:
     """Bytes the fast path keeps beside the weights for this run (KV cache + graph pool), from the
     library's estimate; what the sampler asks ComfyUI to keep free when it loads the model."""
-    from lpd_core.fast import decoder_memory_bytes, on_by_default
+    from lpd_core.fast import decoder_memory_bytes, on_by_default, step_rows
     module = model.module
     if not on_by_default(torch_device()):
         return 0
     guided = cfg != 1.0
-    sizes = list(group_sizes)
-    widest = max([sizes[0] + 1] + [a + b for a, b in zip(sizes, sizes[1:])])  # previous group + queries
-    return decoder_memory_bytes(module.config, batch * (2 if guided else 1), module.pos_embed.dtype, widest, guided)
+    return decoder_memory_bytes(module.config, batch * (2 if guided else 1), module.pos_embed.dtype,
+                                step_rows(group_sizes), guided)
 
 
 @contextlib.contextmanager

@@ -5,9 +5,30 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+CHECKOUT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = FIXTURES / "lpd_reference"
 REFERENCE_HEADS = 4  # the fixture model's width (64) is not a published one, so heads are given
+
+
+# The checkout's root folder is two things: ComfyUI's entry point (its __init__.py imports the pack
+# relatively, and ComfyUI imports it as a package under a name of its own) and the folder the test
+# suite runs in. pytest sees the __init__.py and collects the root as a test package, which makes it
+# import that file to look for module fixtures. It can only name the package after the folder, and
+# the folder users give it, `ComfyUI-LPD`, is not a Python name: the import fails and every test
+# errors; under a name that happens to be valid it runs the pack's start-up (model folder, HTTP
+# route) for nothing. The root holds no tests, so it is collected as a plain folder instead, and
+# nothing imports the entry point unless a test means to. This is a plugin registered from here,
+# not a hook in a conftest.py at the root: a conftest's hooks apply below its own folder only, not
+# to the folder itself, and a root conftest would be imported as part of the pack package in turn.
+class CheckoutRootIsAFolder:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path, parent):
+        return pytest.Dir.from_parent(parent, path=path) if path == CHECKOUT else None
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(CheckoutRootIsAFolder(), "lpd-checkout-root")
 
 
 @pytest.fixture(scope="session")

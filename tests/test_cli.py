@@ -3,7 +3,9 @@
 
 import contextlib
 import io
+import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +162,82 @@ def test_generate_by_registry_name_from_the_hub_cache(converted, tmp_path):
     assert (models / "lpd_l_256" / "checkpoint-last.safetensors").is_file()
     assert (models / "vq_ds16_c2i" / "vq_ds16_c2i.pt").is_file()
     assert Image.open(tmp_path / "x.png").size == (128, 128)
+
+
+# Fast answers: what can be checked without torch is checked before torch is imported
+
+
+def run_fresh(*argument_lists, env=None) -> tuple[list[dict], str]:
+    """main(args) for each list of arguments in turn, in one new interpreter as a user runs it: for each,
+    the exit status, what it printed on sys.stderr, and whether torch had been imported by then; and
+    what else reached the process's stderr (log lines of libraries)."""
+    script = """
+import contextlib, io, json, sys
+from lpd_core.__main__ import main
+for args in json.loads(sys.argv[1]):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = main(args)
+    print(json.dumps({"code": code, "stderr": stderr.getvalue(), "torch": "torch" in sys.modules}))
+"""
+    lists = [[str(a) for a in args] for args in argument_lists]
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(lists)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.strip().splitlines()], done.stderr
+
+
+MISTAKES = [
+    (["generate", "--class", "1", "--top-p", "0", "--out", "x.png"], "error: top_p must be a finite number more than 0"),
+    (["generate", "--class", "1", "--cfg", "nan", "--out", "x.png"], "error: cfg must be a finite number"),
+    (["generate", "--class", "1", "--top-k", "-1", "--out", "x.png"], "error: top_k must be at least 0"),
+    (["generate", "--class", "1", "--seed", "-1", "--out", "x.png"], "error: seed must be between 0 and"),
+    (["generate", "--class", "1", "--batch", "0", "--out", "x.png"], "error: batch size must be at least 1"),
+    (["generate", "--class", "1", "--proximity", "0", "--out", "x.png"], "error: proximity must be a finite number"),
+    (["generate", "--class", "1", "--out", "x"], "error: x has no image extension"),
+    (["generate", "--class", "1", "--switch-step", "2", "--out", "x.png"], "error: --switch-class and --switch-step"),
+    (["generate", "--model", "lpd_l_265", "--class", "1", "--out", "x.png"],
+     "error: no file or folder 'lpd_l_265', and it is not a known model name"),
+    (["generate", "--class", "1", "--tokenizer", "vq_ds61", "--out", "x.png"], "error: no file or folder 'vq_ds61'"),
+    (["vary", "--image", "missing.png", "--class", "1", "--out", "x.png"], "error: cannot read --image missing.png"),
+    (["vary", "--image", "missing.png", "--class", "1", "--strength", "1.5", "--out", "x.png"],
+     "error: strength must be a finite number at least 0 and at most 1"),
+    (["wide", "--class", "1", "--width", "96", "--batch", "0", "--out", "x.png"], "error: --batch must be at least 1"),
+    (["schedule", "--grid", "4", "--steps", "17"], "error: steps must be between 1 and 16"),
+    (["convert", "x.pth", "--num-heads", "0"], "error: --num-heads must be at least 1"),
+    (["download", "lpd_l_265"], "error: unknown checkpoint 'lpd_l_265'"),
+]
+
+
+def test_mistakes_are_answered_before_torch_is_imported():
+    answers, _ = run_fresh(*(args for args, _ in MISTAKES))
+    for (args, message), answer in zip(MISTAKES, answers, strict=True):
+        assert answer["code"] == 2 and answer["stderr"].startswith(message), (args, answer)
+        assert len(answer["stderr"].strip().splitlines()) == 1, (args, answer)
+        assert not answer["torch"], args  # and none of the cases before imported it
+
+
+def test_unreachable_hub_is_one_line_at_once(tmp_path):
+    """Online, with nothing answering at the Hub's address: the download error comes from the first
+    request, without huggingface_hub's retries ("Retrying in 8s"), and before torch is imported."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()  # connections to it are refused
+    env = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf")}
+    answers, logged = run_fresh(["download", "lpd_l_256", "--models-dir", tmp_path / "models"],
+                                ["generate", "--model", "lpd_l_256", "--class", "1", "--out", "x.png",
+                                 "--models-dir", tmp_path / "models"], env=env)
+    assert len(answers) == 2 and logged == ""  # huggingface_hub logs its retries ("Retrying in 8s") there
+    for answer in answers:
+        stderr = answer["stderr"]
+        assert answer["code"] == 2 and stderr.startswith("error: cannot get lpd_l_256"), stderr
+        assert "could not be reached" in stderr and f"{endpoint}/mit-han-lab/lpd_l_256" in stderr
+        assert len(stderr.strip().splitlines()) == 1  # no progress bar either
+        assert not answer["torch"]
+
+
+def test_help_names_the_command_as_it_was_called():
+    done = subprocess.run([sys.executable, "-m", "lpd_core", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m lpd_core ")
+    assert "\n  python -m lpd_core generate --class 3 --out demo.png" in done.stdout

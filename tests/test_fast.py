@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lpd_core import ClassMix, build_schedule, generate
-from lpd_core.fast import ROW_MULTIPLE, padded_length, release_fast_state, static_decoder
+from lpd_core.fast import ROW_MULTIPLE, padded_length, release_fast_state, static_decoder, step_rows
 from lpd_core.step import plan_steps
 from lpd_core.model import KVCache
 
@@ -164,14 +164,56 @@ def test_memory_estimate_counts_what_the_decoder_holds(reference_model, schedule
     held = [buffers.cache.keys, buffers.cache.values, buffers.ordered, buffers.position_rows, buffers.uniforms,
             buffers.condition]
     release_fast_state(reference_model)
-    longest = max(previous + size for previous, size in zip([1, *GROUPS[:-1]], GROUPS))
-    parts = decoder_memory_parts(config, 6, torch.float32, longest)
+    longest = max(step_rows(GROUPS))
+    parts = decoder_memory_parts(config, 6, torch.float32, longest, allocator="native")
     held_bytes = sum(t.numel() * t.element_size() for t in held)
     assert held_bytes <= parts["cache"] + parts["buffers"] <= 1.01 * held_bytes
     # every captured shape keeps its (B, L, vocab) logits; the longest step's logits for all rows are transient
     assert parts["outputs"] >= 3 * padded_length(longest) * config.vocab_size * 4
     assert parts["step"] >= 6 * padded_length(longest) * config.vocab_size * 4
-    total = decoder_memory_bytes(config, 6, torch.float32, longest)
+    total = decoder_memory_bytes(config, 6, torch.float32, longest, allocator="native")
     assert total == sum(parts.values())
-    assert decoder_memory_bytes(config, 6, torch.bfloat16, longest) < total < decoder_memory_bytes(
-        config, 12, torch.float32, longest)
+    assert decoder_memory_bytes(config, 6, torch.bfloat16, longest, allocator="native") < total < \
+        decoder_memory_bytes(config, 12, torch.float32, longest, allocator="native")
+
+
+def test_memory_estimate_by_formula_one_pool_per_shape_under_cudamallocasync(monkeypatch):
+    """Worked by hand for a tiny config (width 64, MLP 256, depth 2, vocab 100, 16 tokens, so 24
+    cache slots), batch 2 with guidance (4 rows), fp32, steps of 3, 10 and 12 input rows: shapes
+    8 and 16. A shape's transient is the transformer's 4·L·(4·64 + 3·64 + 2·256)·4 bytes + the
+    mask L·24 = 15384·L (the sampling tail, 9600·L, is smaller)."""
+    from types import SimpleNamespace
+
+    from lpd_core import fast
+    config = SimpleNamespace(embed_dim=64, depth=2, vocab_size=100, num_tokens=16, mlp_ratio=4.0)
+    common = dict(cache=2 * 2 * 4 * 24 * 64 * 4, buffers=2 * 24 * 24 + 2 * 4 * 64 * 4, outputs=2 * (8 + 16) * 100 * 4)
+    native = fast.decoder_memory_parts(config, 4, torch.float32, [3, 10, 12], allocator="native")
+    assert native == dict(common, step=15384 * 16)  # one shared pool: the largest shape's
+    asynchronous = fast.decoder_memory_parts(config, 4, torch.float32, [3, 10, 12], allocator="cudaMallocAsync")
+    assert asynchronous == dict(common, step=15384 * (8 + 16))  # a pool per captured shape
+    # only the longest step given: every shape up to it is counted (here the same two)
+    assert fast.decoder_memory_parts(config, 4, torch.float32, 12, allocator="cudaMallocAsync") == asynchronous
+    assert fast.decoder_memory_parts(config, 4, torch.float32, 20, allocator="cudaMallocAsync")["step"] == \
+        15384 * (8 + 16 + 24)
+    assert step_rows([1, 2, 4]) == [2, 3, 6]
+    # the back-end is read from the environment where CUDA is not there to ask
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    assert fast.allocator_backend() == "native"
+    assert fast.decoder_memory_bytes(config, 4, torch.float32, [3, 10, 12]) == sum(native.values())
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "backend:cudaMallocAsync")
+    assert fast.allocator_backend() == "cudaMallocAsync"
+    assert fast.decoder_memory_bytes(config, 4, torch.float32, [3, 10, 12]) == sum(asynchronous.values())
+    with pytest.raises(ValueError, match="allocator"):
+        fast.decoder_memory_bytes(config, 4, torch.float32, 12, allocator="pinned")
+
+
+def test_auto_takes_the_fast_path_on_cuda_only():
+    """On a CPU there is nothing to capture and the padded steps cost time (README, Benchmarks): the
+    CLI's and the library's "auto" keep the plain path there; "on" still forces the fast one."""
+    from lpd_core.__main__ import _fast
+    from lpd_core.fast import on_by_default
+    assert on_by_default("cuda") and on_by_default(torch.device("cuda", 1)) and not on_by_default("cpu")
+    assert (_fast("auto", "cpu"), _fast("auto", "cuda:0"), _fast("on", "cpu"), _fast("off", "cuda:0")) == (
+        False, True, True, False)

@@ -10,6 +10,7 @@ progress and rename.
 import hashlib
 import json
 import os
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -336,19 +337,35 @@ def test_interrupted_download_leaves_no_file_at_the_final_path(tmp_path, fake_hu
     assert download("vq_ds16_c2i", tmp_path).read_bytes() == weights
 
 
-def test_unreachable_hub_is_a_download_error(tmp_path, hub_cache, monkeypatch):
+def test_unreachable_hub_is_a_download_error_at_once(tmp_path, hub_cache, monkeypatch):
+    """No route or nothing listening: one DownloadError, without huggingface_hub's retries and their pauses."""
     closed = FakeHub({})
     endpoint = closed.endpoint
     closed.server_close()  # nothing listens on this port any more: connections are refused
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # skip huggingface_hub's retry back-off
-    # Listing the repo fails with the HTTP client's own ConnectError, not a huggingface_hub error.
-    with pytest.raises(DownloadError, match=f"{endpoint}/mit-han-lab/lpd_l_512/tree/main"):
+    pauses = []
+    monkeypatch.setattr(time, "sleep", pauses.append)
+    # the file name not known: the message points to the repository's file list
+    with pytest.raises(DownloadError, match=f"could not be reached.*{endpoint}/mit-han-lab/lpd_l_512/tree/main"):
         download("lpd_l_512", tmp_path)
-    # hf_hub_download turns the refused connection into LocalEntryNotFoundError.
-    with pytest.raises(DownloadError, match="could not be reached.*LocalEntryNotFoundError"):
+    with pytest.raises(DownloadError, match="could not be reached.*vq_ds16_c2i.pt"):
         download("vq_ds16_c2i", tmp_path)
+    assert pauses == []
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]
+
+
+def test_hub_that_does_not_answer_is_asked_once(tmp_path, hub_cache, monkeypatch):
+    """A server that takes the connection and never answers (a dead proxy): one request, then the error."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections = []
+    threading.Thread(target=lambda: [connections.append(listener.accept()[0]) for _ in range(10)], daemon=True).start()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    with pytest.raises(DownloadError, match="could not be reached.*Timeout"):
+        download("lpd_l_256", tmp_path)
+    assert len(connections) == 1
+    listener.close()
 
 
 # Verification: nothing damaged is reported as ready

@@ -12,8 +12,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lpd_core"
-# Where function-level imports of lpd_core modules are for start-up time (said in its docstring).
-LAZY_FOR_START_UP = {"lpd_core.__main__"}
+# Where function-level imports of lpd_core modules are for start-up time (said in its docstring):
+# the command line, and finding a checkpoint, which the command line does before torch is imported.
+LAZY_FOR_START_UP = {"lpd_core.__main__", "lpd_core.checkpoints"}
 
 
 def module_name(path: Path) -> str:

@@ -8,7 +8,7 @@ import torch
 from lpd_core import build_schedule, generate
 from lpd_core import memory
 from lpd_core.errors import LPDError, NotEnoughMemoryError
-from lpd_core.fast import decoder_memory_bytes, release_fast_state
+from lpd_core.fast import decoder_memory_bytes, release_fast_state, step_rows
 from lpd_core.__main__ import main
 
 
@@ -23,8 +23,9 @@ def limit_memory(monkeypatch, available: int) -> None:
 
 
 def per_chunk(model, count: int, schedule, guided=True) -> int:
-    widest = max([schedule.group_sizes[0] + 1] + [a + b for a, b in zip(schedule.group_sizes, schedule.group_sizes[1:])])
-    return decoder_memory_bytes(model.config, count * (2 if guided else 1), model.pos_embed.dtype, widest, guided)
+    """The library's estimate for `count` images of the schedule's steps (on the CPU: no graphs, one pool)."""
+    return decoder_memory_bytes(model.config, count * (2 if guided else 1), model.pos_embed.dtype,
+                                step_rows(schedule.group_sizes), guided, "native")
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["eager", "fast"])

@@ -304,9 +304,15 @@ def test_loaders(model, vq):
         assert model.patcher is not None and vq.patcher is not None
 
 
-def test_loader_dtype(nodes):
+def test_loader_dtype(nodes, monkeypatch):
     half = nodes["LPDModelLoader"].execute("lpd_fixture.safetensors", "bf16")[0]
     assert next(half.module.parameters()).dtype == torch.bfloat16
+    # auto is the library's rule for the device ComfyUI computes on, not for where the weights wait
+    runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
+    monkeypatch.setattr(runtime, "torch_device", lambda: torch.device("cuda"))
+    for node, name in (("LPDModelLoader", "lpd_fixture.safetensors"), ("LPDTokenizerLoader", "demo")):
+        loaded = nodes[node].execute(name, "auto")[0]
+        assert {(p.device.type, p.dtype) for p in loaded.module.parameters()} == {("cpu", torch.bfloat16)}
 
 
 def test_memory_management(nodes, model, schedule):
@@ -684,7 +690,7 @@ def test_decoder_released_on_unload_and_interrupt(nodes, model, schedule, fast_o
 def test_memory_asked_of_comfyui(nodes, model, schedule, vq, monkeypatch):
     """The sampler asks load_models_gpu for the fast decoder's memory (the library's estimate), and LPD
     Decode for its images' working memory, sizing its batches from the free memory."""
-    from lpd_core.fast import decoder_memory_bytes
+    from lpd_core.fast import decoder_memory_bytes, step_rows
     runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
     asked = []
     monkeypatch.setattr(runtime, "load_together", lambda managed, memory_required=0: asked.append(
@@ -692,8 +698,7 @@ def test_memory_asked_of_comfyui(nodes, model, schedule, vq, monkeypatch):
     import lpd_core.fast
     monkeypatch.setattr(lpd_core.fast, "on_by_default", lambda device: True)
     tokens = nodes["LPDSampler"].execute(model, schedule, 3, 4, 0)[0]
-    widest = max(a + b for a, b in zip(schedule.group_sizes, schedule.group_sizes[1:]))
-    decoder = decoder_memory_bytes(model.module.config, 8, torch.float32, widest)
+    decoder = decoder_memory_bytes(model.module.config, 8, torch.float32, step_rows(schedule.group_sizes))
     assert asked == [(["lpd"], decoder)]
     asked.clear()
     per_image = vq.module.memory_per_image(128, 128)
@@ -710,7 +715,7 @@ def test_model_and_tokenizer_load_in_one_call(nodes, model, schedule, vq, monkey
     """Where a sampler needs the tokenizer too (its preview palette, the images it decodes), both are
     loaded in one load_models_gpu call with the memory both need, so the second cannot unload the
     first."""
-    from lpd_core.fast import decoder_memory_bytes
+    from lpd_core.fast import decoder_memory_bytes, step_rows
     from lpd_core.preview import cached_palette
     runtime = sys.modules[f"{PACK_NAME}.nodes.runtime"]
     asked = []
@@ -718,8 +723,7 @@ def test_model_and_tokenizer_load_in_one_call(nodes, model, schedule, vq, monkey
         ([m.kind for m in managed], memory_required)))
     import lpd_core.fast
     monkeypatch.setattr(lpd_core.fast, "on_by_default", lambda device: True)
-    widest = max(a + b for a, b in zip(schedule.group_sizes, schedule.group_sizes[1:]))
-    decoder = decoder_memory_bytes(model.module.config, 2, torch.float32, widest)
+    decoder = decoder_memory_bytes(model.module.config, 2, torch.float32, step_rows(schedule.group_sizes))
     palette = vq.module.memory_per_image(schedule.grid_h * vq.module.stride, schedule.grid_w * vq.module.stride)
     first_time = cached_palette(vq.module) is None
     nodes["LPDSampler"].execute(model, schedule, 3, 1, 0, tokenizer=vq)
@@ -731,7 +735,7 @@ def test_model_and_tokenizer_load_in_one_call(nodes, model, schedule, vq, monkey
     picture, mask = torch.rand(1, 128, 128, 3), torch.ones(1, 128, 128)
     nodes["LPDEditSampler"].execute(model, vq, picture, mask, 3, steps=2)
     grid = model.module.config.grid_size
-    kept = decoder_memory_bytes(model.module.config, 2, torch.float32, grid * grid + 1)
+    kept = decoder_memory_bytes(model.module.config, 2, torch.float32, step_rows([grid * grid]))
     assert asked == [(["lpd", "vq"], kept + vq.module.memory_per_image(128, 128))]
 
 

@@ -1,12 +1,14 @@
 """Safe checkpoint loading and config inference."""
 
+import copy
 import os
 import pickle
 
 import pytest
 import torch
 
-from lpd_core import LPDConfig, check_pair, load_model, load_tokenizer
+from lpd_core import LPDConfig, VQConfig, VQModel, check_pair, load_model, load_tokenizer
+from lpd_core.checkpoints import load_pair
 from lpd_core.errors import SettingError
 from lpd_core.model import LPD
 
@@ -100,20 +102,56 @@ def test_vq_images_round_trip_shapes(reference_vq):
         reference_vq.encode_images(torch.rand(1, 100, 128, 3))
 
 
-def test_auto_dtype_is_bf16_on_gpu_and_only_for_wide_models_on_bf16_cpus(monkeypatch):
+def test_auto_dtype_is_bf16_on_gpu_and_only_for_wide_networks_on_bf16_cpus(monkeypatch):
     from lpd_core import weights
+    published_tokenizer, demo_tokenizer = VQConfig().width, load_pair()[1].config.width
+    assert (published_tokenizer, demo_tokenizer) == (512, 64)
     assert weights.resolve_dtype("auto", "cuda", 64) == torch.bfloat16
     assert weights.resolve_dtype("auto", "cuda") == torch.bfloat16
     for native in (True, False):
         monkeypatch.setattr(weights, "cpu_multiplies_bf16", lambda: native)
-        assert weights.resolve_dtype("auto", "cpu", 1024) == (torch.bfloat16 if native else torch.float32)
-        assert weights.resolve_dtype("auto", "cpu", 64) == torch.float32  # the fixture, the demo
-        assert weights.resolve_dtype("auto", "cpu") == torch.float32  # tokenizers
+        wide = torch.bfloat16 if native else torch.float32
+        assert weights.resolve_dtype("auto", "cpu", 1024) == wide  # LPD-L
+        assert weights.resolve_dtype("auto", "cpu", published_tokenizer) == wide  # LlamaGen's VQ-16
+        assert weights.resolve_dtype("auto", "cpu", 256) == torch.float32  # the demo model
+        assert weights.resolve_dtype("auto", "cpu", demo_tokenizer) == torch.float32
     with pytest.raises(ValueError, match="choose one of auto, fp32, bf16, fp16"):
         weights.resolve_dtype("fp8")
 
 
-def test_auto_dtype_loads_small_models_in_fp32():
+def test_auto_dtype_loads_small_models_in_fp32_and_follows_the_compute_device():
     model = load_model(REFERENCE / "lpd.pth", dtype="auto", num_heads=REFERENCE_HEADS)
     vq = load_tokenizer(REFERENCE / "vq.pt", dtype="auto")
     assert model.pos_embed.dtype == torch.float32 and vq.quant_conv.weight.dtype == torch.float32
+    # loaded on the CPU (ComfyUI's offload device) to compute on a GPU: auto means the GPU's dtype
+    model = load_model(REFERENCE / "lpd.pth", dtype="auto", num_heads=REFERENCE_HEADS, run_on="cuda")
+    vq = load_tokenizer(REFERENCE / "vq.pt", dtype="auto", run_on="cuda")
+    assert model.pos_embed.device.type == "cpu" and model.pos_embed.dtype == torch.bfloat16
+    assert vq.quant_conv.weight.device.type == "cpu" and vq.quant_conv.weight.dtype == torch.bfloat16
+
+
+# bf16 VQ decode against fp32, pixels in [0, 1], two 128 px images of random codes (harder than a
+# generated image's). Measured 2026-12-02, torch 2.13.0 CPU: the demo tokenizer (trained) max 0.012,
+# mean 0.0010 (a quarter of an 8-bit level); LlamaGen's VQ-16 shape with random weights: max 0.058,
+# mean 0.0043 (one 256 px image: max 0.088, mean 0.0048). Random weights have no trained structure to keep
+# errors small.
+BF16_DECODE_BOUNDS = {"demo": (0.02, 0.002), "published shape": (0.15, 0.008)}  # (max, mean)
+
+
+@pytest.mark.parametrize("tokenizer", sorted(BF16_DECODE_BOUNDS))
+def test_bf16_vq_decode_error_against_fp32_is_bounded(tokenizer):
+    if tokenizer == "demo":
+        vq = load_pair()[1]
+    else:
+        torch.manual_seed(0)
+        vq = VQModel(VQConfig()).eval()
+    side = 128 // vq.stride  # 128 px
+    codes = torch.randint(vq.vocab_size, (2, side * side), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = vq.decode_images(codes)
+        half = copy.deepcopy(vq).to(torch.bfloat16).decode_images(codes)
+    assert half.dtype == torch.float32 and half.shape == full.shape == (2, 128, 128, 3)
+    assert ((full > 0) & (full < 1)).float().mean() > 0.9  # not saturated: the error is not clamped away
+    error = (half - full).abs()
+    worst, mean = BF16_DECODE_BOUNDS[tokenizer]
+    assert 0 < error.max() <= worst and error.mean() <= mean
