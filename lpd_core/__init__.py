@@ -24,7 +24,7 @@ _EXPORTS = {
     "generate": "generate", "LPD": "model", "LPDConfig": "model", "PRESETS": "model", "Schedule": "schedule",
     "build_schedule": "schedule", "group_sizes_for": "schedule", "vary": "variation", "VQConfig": "vq",
     "VQModel": "vq", "check_pair": "weights", "load_model": "weights", "load_tokenizer": "weights",
-    "read_checkpoint": "weights",
+    "read_checkpoint": "weights", "class_morph": "morph",
 }
 __all__ = list(_EXPORTS)
 

@@ -4,6 +4,7 @@ Commands:
   generate     images of one or more classes (or class blends, or a class switch) into one image file
   vary         variations of an image: keep a spread-out share of its tokens, regenerate the rest
   wide         a picture wider (or taller) than the model's square, from overlapping outpainted tiles
+  morph        an animation (WEBP or GIF) that turns one class into another, frame by frame
   download     a published checkpoint into the models folder, verified
   convert      a .pth/.pt checkpoint to .safetensors with its config
   schedule     print a schedule's group sizes; save its order map
@@ -28,10 +29,11 @@ import sys
 from pathlib import Path
 
 from .errors import LPDError, SettingError
-from .files import check_image_path
+from .files import check_animation_path, check_image_path
 from .hub import TOKENIZER_STRIDE
-from .settings import (CFG_SCHEDULES, check_count, check_integer, check_pixels, check_proximity, check_seed,
-                       check_strength, check_values, seeds_for)
+from .settings import (CFG_SCHEDULES, EASINGS, check_count, check_easing, check_fps, check_frames, check_integer,
+                       check_layout_steps, check_negative, check_pixels, check_proximity, check_seed, check_strength,
+                       check_values, seeds_for)
 
 EXAMPLES = """examples:
   {prog} generate --class 3 --out demo.png
@@ -49,6 +51,17 @@ def _progress_bar(description: str, total: int | None = None, unit: str = "it"):
     from tqdm import tqdm
     return tqdm(total=total, desc=description, unit=unit, unit_scale=unit == "B", leave=False,
                 file=sys.stderr, dynamic_ncols=True)
+
+
+def _step_progress(steps: int):
+    """A progress bar over the decode steps, and the callback that advances it (a batch decoded in
+    chunks, `lpd_core.memory`, has more steps than its schedule)."""
+    bar = _progress_bar("decoding", total=steps, unit="step")
+
+    def advance(step) -> None:
+        bar.total = step.total
+        bar.update(1)
+    return bar, advance
 
 
 def _download_progress(name: str):
@@ -214,21 +227,18 @@ def run_generate(args) -> None:
     labels = _generate_labels(args, model, tokenizer, batch)
     schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=args.seed,
                               proximity=args.proximity, repulsion=settings.repulsion)
-    bar = _progress_bar("decoding", total=schedule.steps, unit="step")
-
-    def advance(step) -> None:  # a batch decoded in chunks (lpd_core.memory) has more steps
-        bar.total = step.total
-        bar.update(1)
-
+    negative = _negative(args, model, settings)
+    bar, advance = _step_progress(schedule.steps)
     tokens = generate(model, schedule, labels, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
                       temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-                      seeds=seeds_for(args.seed, len(labels)), callback=advance,
+                      seeds=seeds_for(args.seed, len(labels)), callback=advance, negative=negative,
                       fast=_fast(args.fast, device), **_class_switch(args, model, len(labels)))
     bar.close()
     images = tokenizer.decode_images(tokens)
     save_image(image_grid(images, columns=batch if len(labels) > batch else None), args.out)
     print(f"wrote {args.out}: {len(labels)} image(s) of class(es) {', '.join(map(str, dict.fromkeys(labels)))}, "
-          f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}, seed {args.seed}")
+          f"{schedule.steps} steps, {args.order} order, cfg {settings.cfg:g}{_negative_words(negative)}, "
+          f"seed {args.seed}")
     if args.model is None:
         print("(the bundled demo model; published ImageNet models: python -m lpd_core download lpd_l_256, "
               "then --model lpd_l_256)")
@@ -282,13 +292,17 @@ def run_schedule(args) -> None:
         print(f"wrote {args.out}")
 
 
-# -- class blends, variations, wide canvases (lpd_core.blend / .variation / .canvas) ------------------
+# -- class blends, negative classes, variations, wide canvases, class morphs ---------------------------------
 CREATIVE_EXAMPLES = """examples:
   {prog} generate --blend "circle:0.7, star:0.3" --out blend.png
   {prog} generate --class circle --switch-class star --switch-step 3 --out switch.png
+  {prog} generate --class ring --negative circle --out ring.png
   {prog} vary --image in.png --class star --strength 0.5 --count 4 --out variations.png
   {prog} wide --class ring --width 96 --out wide.png
   {prog} wide --model lpd_l_256 --class "golden retriever" --width 768 --out wide.png
+  {prog} wide --class circle --to-class star --width 128 --out travel.png
+  {prog} wide --class "circle; ring; star" --width 96 --overlap 4 --out tiles.png
+  {prog} morph --class circle --to-class star --frames 16 --out morph.webp
 """
 
 
@@ -300,8 +314,21 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: as for generate")
 
 
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, device, sampling and negative-class options of vary, wide and morph."""
+    _add_model_arguments(parser)
+    _add_sampling_arguments(parser)
+    _add_negative_argument(parser)
+
+
+def _add_negative_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--negative", metavar="CLASS_OR_MIX",
+                        help="guide away from this class (or mix) instead of the null class: 'a ring, less like a "
+                             "circle' is --class ring --negative circle; needs cfg above 1 (default: the null class)")
+
+
 def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted, prog: str) -> None:
-    """--blend and the class switch on generate; the vary and wide commands."""
+    """--blend, the class switch and --negative on generate; the vary, wide and morph commands."""
     examples = CREATIVE_EXAMPLES.format(prog=prog)
     wanted.add_argument("--blend", dest="blends", action="append", metavar="MIX",
                         help="instead of --class: a weighted mix of classes for one image, e.g. "
@@ -311,6 +338,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted, prog
                      help="change the class part-way: from --switch-step on every image is conditioned on this "
                           "class (or mix), e.g. layout from --class, details from this one")
     gen.add_argument("--switch-step", type=int, help="the decode step (0-based) at which --switch-class takes over")
+    _add_negative_argument(gen)
 
     mix_help = "class index or name, or a mix 'circle:0.7, star:0.3' (weights are relative)"
     vary = commands.add_parser(
@@ -325,8 +353,7 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted, prog
     vary.add_argument("--strength", type=float, default=0.5,
                       help="share of tokens to regenerate, 0..1 (default 0.5); the rest is kept from the image")
     vary.add_argument("--count", type=int, default=1, help="variations to make (variation i uses seed + i)")
-    _add_model_arguments(vary)
-    _add_sampling_arguments(vary)
+    _add_run_arguments(vary)
     vary.add_argument("--out", type=Path, required=True, help="output PNG (a grid when several)")
 
     wide = commands.add_parser(
@@ -337,7 +364,12 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted, prog
                     "(what the picture should measure); they must be multiples of the tokenizer's stride "
                     "(16 px for the published models, 4 for the demo).",
         epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
-    wide.add_argument("--class", dest="mix", required=True, help=mix_help)
+    wide.add_argument("--class", dest="mix", required=True,
+                      help=mix_help + "; or one per tile, separated by ';' ('circle; ring; star': spread evenly over "
+                                      "the tiles, left to right)")
+    wide.add_argument("--to-class", dest="to_mix", metavar="CLASS_OR_MIX",
+                      help="travel from --class at the first tile to this class (or mix) at the last: each tile is "
+                           "conditioned on the mix at its place along the canvas")
     wide.add_argument("--width", type=int, required=True,
                       help="canvas width in pixels, at least the model's resolution (e.g. 768 for a 256 px model)")
     wide.add_argument("--height", type=int, help="canvas height in pixels (default: the model's resolution)")
@@ -345,9 +377,30 @@ def _add_creative_arguments(commands, gen: argparse.ArgumentParser, wanted, prog
                       help="tokens each tile shares with the tiles before it (default: half a tile); more overlap "
                            "gives each tile more context, and takes more tiles")
     wide.add_argument("--batch", type=int, default=1, help="canvases to make (canvas i uses seed + i)")
-    _add_model_arguments(wide)
-    _add_sampling_arguments(wide)
+    _add_run_arguments(wide)
     wide.add_argument("--out", type=Path, required=True, help="output PNG (canvases one under the other)")
+
+    morph = commands.add_parser(
+        "morph", help="an animation (WEBP or GIF) that turns one class into another, frame by frame",
+        description="Frames from --class to --to-class: frame i is conditioned on the mix (1 - w)·start + w·end, "
+                    "w going from 0 to 1 along --easing, and every frame has the same seed, order and settings, so "
+                    "neighbouring frames differ little. The first frame is exactly `generate --class START`, the "
+                    "last exactly `generate --class END` (same seed). Written as a looping animation.",
+        epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
+    morph.add_argument("--class", dest="mix", required=True, help=mix_help + " of the first frame")
+    morph.add_argument("--to-class", dest="to_mix", required=True, metavar="CLASS_OR_MIX",
+                       help="class index or name, or a mix, of the last frame")
+    morph.add_argument("--frames", type=int, default=16, help="frames of the animation, at least 2 (default 16)")
+    morph.add_argument("--easing", default="linear", choices=EASINGS,
+                       help="how the end class's weight grows over the frames (default linear; ease-in-out is "
+                            "slow at both ends)")
+    morph.add_argument("--layout-steps", type=int,
+                       help="the first decode steps of every frame follow the start class in the first half of "
+                            "the frames and the end class in the second, so composition and colours change once, "
+                            "in the middle; 0 blends every step (default: a quarter of the steps)")
+    morph.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
+    _add_run_arguments(morph)
+    morph.add_argument("--out", type=Path, required=True, help="output animation: .webp (lossless) or .gif")
 
 
 def _generate_labels(args, model, tokenizer, batch: int) -> list:
@@ -373,11 +426,26 @@ def _class_switch(args, model, batch: int) -> dict:
                 switch_step=args.switch_step)
 
 
-def _sampling(args, settings, device) -> dict:
+def _negative(args, model, settings):
+    """generate's `negative` from --negative (None: the null class), checked against cfg."""
+    negative = None
+    if args.negative is not None:
+        from .blend import label_or_mix, parse_class_mix
+        negative = label_or_mix(parse_class_mix(args.negative, model))
+    check_negative(negative, settings.cfg)
+    return negative
+
+
+def _negative_words(negative) -> str:
+    return "" if negative is None else f", negative {negative}"
+
+
+def _sampling(args, settings, device, model) -> dict:
+    """vary's and wide's sampling arguments, the negative class included."""
     return dict(steps=settings.steps, order=args.order, seed=args.seed, cfg=settings.cfg,
                 cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,
                 top_p=settings.top_p, proximity=args.proximity, repulsion=settings.repulsion,
-                fast=_fast(args.fast, device))
+                negative=_negative(args, model, settings), fast=_fast(args.fast, device))
 
 
 def run_vary(args) -> None:
@@ -399,7 +467,7 @@ def run_vary(args) -> None:
     device, model, tokenizer, settings = _load(args, *files, steps_up_to_tokens=True)
     label = label_or_mix(parse_class_mix(args.mix, model))
     result = vary(model, tokenizer, image.expand(args.count, -1, -1, -1), label, args.strength,
-                  **_sampling(args, settings, device))
+                  **_sampling(args, settings, device, model))
     save_image(image_grid(result.images), args.out)
     agreement = (result.tokens == result.source).float().mean().item()
     print(f"wrote {args.out}: {args.count} variation(s) of {args.image} as {label} at strength {args.strength:g} "
@@ -423,7 +491,7 @@ def run_wide(args) -> None:
     _check_settings(args)
     files = _find_checkpoints(args)
 
-    from .blend import label_or_mix, parse_class_mix
+    from .blend import label_or_mix, parse_class_mix, parse_class_mixes
     from .canvas import wide_canvas
     from .imaging import image_grid, save_image
 
@@ -431,16 +499,62 @@ def run_wide(args) -> None:
     stride, side = tokenizer.stride, model.config.grid_size * tokenizer.stride
     height = side if args.height is None else args.height
     columns, rows = check_pixels("--width", args.width, stride), check_pixels("--height", height, stride)
-    label = label_or_mix(parse_class_mix(args.mix, model))
-    result = wide_canvas(model, tokenizer, [label] * args.batch, width=columns, height=rows,
-                         overlap=args.overlap, **_sampling(args, settings, device))
+    tile_labels = parse_class_mixes(args.mix, model)
+    if len(tile_labels) > 1 and args.to_mix is not None:
+        raise SettingError("--to-class goes with one --class (the start); with a class per tile ('a; b; c') leave "
+                           "--to-class out")
+    if len(tile_labels) > 1:
+        classes, words = dict(tile_labels=tile_labels, batch=args.batch), " → ".join(map(str, tile_labels))
+    else:
+        (label,) = tile_labels
+        classes, words = dict(labels=[label] * args.batch), str(label)
+        if args.to_mix is not None:
+            to_label = label_or_mix(parse_class_mix(args.to_mix, model))
+            classes["to_labels"], words = [to_label] * args.batch, f"{label} → {to_label}"
+    result = wide_canvas(model, tokenizer, width=columns, height=rows, overlap=args.overlap, **classes,
+                         **_sampling(args, settings, device, model))
     save_image(image_grid(result.images, columns=1), args.out)
-    print(f"wrote {args.out}: {args.batch} canvas(es) of {args.width}×{height} px as {label}, {len(result.tiles)} "
+    print(f"wrote {args.out}: {args.batch} canvas(es) of {args.width}×{height} px as {words}, {len(result.tiles)} "
           f"tiles of {side} px, seed {args.seed}")
 
 
+def run_morph(args) -> None:
+    frames = check_frames(args.frames)
+    check_easing(args.easing)
+    check_fps(args.fps)
+    if args.layout_steps is not None:
+        check_layout_steps(args.layout_steps)
+    check_animation_path(args.out)
+    _check_settings(args)
+    files = _find_checkpoints(args)
+
+    from .blend import label_or_mix, parse_class_mix
+    from .imaging import save_animation
+    from .morph import class_morph
+    from .schedule import build_schedule
+
+    device, model, tokenizer, settings = _load(args, *files)
+    start = label_or_mix(parse_class_mix(args.mix, model))
+    end = label_or_mix(parse_class_mix(args.to_mix, model))
+    schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=args.seed,
+                              proximity=args.proximity, repulsion=settings.repulsion)
+    if args.layout_steps is not None:
+        check_layout_steps(args.layout_steps, schedule.steps)
+    negative = _negative(args, model, settings)
+    bar, advance = _step_progress(schedule.steps)
+    result = class_morph(model, tokenizer, start, end, schedule=schedule, frames=frames, easing=args.easing,
+                         layout_steps=args.layout_steps, seed=args.seed, cfg=settings.cfg,
+                         cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,
+                         top_p=settings.top_p, negative=negative, callback=advance, fast=_fast(args.fast, device))
+    bar.close()
+    save_animation(result.images, args.out, args.fps)
+    print(f"wrote {args.out}: {frames} frames from {start} to {end} ({args.easing}) at {args.fps:g} fps, "
+          f"{schedule.steps} steps, cfg {settings.cfg:g}{_negative_words(negative)}, seed {args.seed}")
+
+
 COMMANDS = {"generate": run_generate, "download": run_download, "convert": run_convert,
-            "schedule": run_schedule, "sample-many": run_sample_many, "vary": run_vary, "wide": run_wide}
+            "schedule": run_schedule, "sample-many": run_sample_many, "vary": run_vary, "wide": run_wide,
+            "morph": run_morph}
 
 
 def main(argv=None) -> int:

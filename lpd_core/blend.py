@@ -4,14 +4,15 @@ Every query of an LPD model attends to the class slot, so a mix is simply anothe
 slot: the weighted mean of the classes' embeddings. `generate` (and everything built on it: editing,
 variations, wide canvases) takes a `ClassMix`, a sequence of them (plain indices may be mixed in),
 or a (batch, num_classes) weights tensor wherever it takes class labels; this module turns them
-into checked weights (`class_weights`), which `LPD.condition` receives as data and turns into the
+into checked weights (`check_labels`), which `LPD.condition` receives as data and turns into the
 embedding. A plain index still takes the plain embedding lookup, and a mix whose
 weight sits on one class gives exactly that class's embedding (the product with a one-hot row is
 exact), so both ends of a sweep are plain generation, token for token.
 
 Text form (the CLI's --blend, the nodes' class fields): "tiger:0.7, golden retriever:0.3";
 classes by index or name as everywhere else (`classes.resolve_classes`), a part without a
-weight counts 1, and weights are relative (normalised to sum 1).
+weight counts 1, and weights are relative (normalised to sum 1). Several classes or mixes in a row
+(a wide canvas's tiles) are separated by semicolons: "circle; ring:0.5, star:0.5; star".
 """
 
 from __future__ import annotations
@@ -91,6 +92,26 @@ def parse_class_mix(text: str, model) -> ClassMix:
     if not parts:
         raise SettingError(f"no class in {text!r}: write one class, or a mix like 'tiger:0.7, golden retriever:0.3'")
     return ClassMix(tuple(parts))
+
+
+def parse_class_mixes(text: str, model) -> list:
+    """Classes or mixes separated by semicolons, in order: each a class index, or a `ClassMix` when
+    it mixes several ("circle; ring:0.5, star:0.5; star" → [0, mix, 9])."""
+    if not isinstance(text, str):
+        raise SettingError(f"classes are text such as 'circle; ring:0.5, star:0.5; star', got {text!r}")
+    parts = [part for part in text.split(";") if part.strip()]
+    if not parts:
+        raise SettingError(f"no class in {text!r}: write classes or mixes separated by ';', e.g. 'circle; star'")
+    return [label_or_mix(parse_class_mix(part, model)) for part in parts]
+
+
+def mix_weights(labels, num_classes: int, batch: int | None = None, what: str = "class labels") -> torch.Tensor:
+    """Labels as (B, num_classes) float32 weights, rows summing to 1, checked as `check_labels` does: a
+    class index becomes its one-hot row (whose embedding is exactly the class's own)."""
+    checked = check_labels(labels, num_classes, batch, what)
+    if checked is None:
+        raise SettingError(f"{what} are needed here: the null class cannot be mixed")
+    return checked if checked.is_floating_point() else torch.nn.functional.one_hot(checked, num_classes).float()
 
 
 def check_labels(labels, num_classes: int, batch: int | None = None, what: str = "class labels") -> torch.Tensor | None:

@@ -10,6 +10,11 @@ across a tile border come out of one decoder, as inside a tile.
 
 Tiles go left to right, then top to bottom; where the canvas is not a whole number of tile steps
 the last tile of a row (or column) is moved back to the canvas edge and overlaps more.
+
+Each tile has its own class, so a canvas can travel between classes (`tile_classes`): one class (or
+mix) for all tiles; a start and an end class with the mix moving from one to the other along the
+canvas; or a list of classes spread over the tiles. A tile's new tokens then grow from the previous
+tiles' under its own class, and the one decoder pass blends the borders as everywhere else.
 """
 
 from __future__ import annotations
@@ -20,14 +25,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .blend import check_labels
+from .blend import check_labels, mix_weights
 from .checkpoints import resolve_settings
 from .editing import plan_edit
 from .errors import SettingError
-from .generate import DecodeStep, check_callback, generate
+from .generate import DecodeStep, check_callback, check_negative_classes, generate
 from .memory import check_fits
 from .model import LPD
-from .settings import MAX_SEED, check_count, check_flag, check_integer, check_order, check_proximity, seeds_for
+from .settings import (MAX_SEED, check_count, check_flag, check_integer, check_negative, check_order, check_proximity,
+                       seeds_for)
 from .vq import VQModel
 from .weights import check_pair
 
@@ -67,6 +73,43 @@ def tile_seed(seed: int, tile: int) -> int:
     return int(np.random.SeedSequence([seed, tile]).generate_state(1, dtype=np.uint64)[0]) % (MAX_SEED + 1)
 
 
+def tile_position(row: int, col: int, grid: int, width: int, height: int) -> float:
+    """Where a tile lies along the canvas, 0 (first) to 1 (last): along the width, or along the
+    height for a canvas taller than wide."""
+    start, end = (row, height) if height > width else (col, width)
+    return start / (end - grid) if end > grid else 0.0
+
+
+def tile_classes(tiles: list[tuple[int, int]], grid: int, width: int, height: int, num_classes: int, batch: int,
+                 labels=None, to_labels=None, tile_labels=None) -> list:
+    """Each tile's labels for `generate`, checked (`blend.check_labels`). `labels` alone: the same
+    for every tile. With `to_labels`: the mix (1 − t)·labels + t·to_labels, t the tile's
+    `tile_position` (so the first tile is exactly `labels` and the last `to_labels`). `tile_labels`
+    (instead of both): a list of classes or mixes spread evenly over the tiles in their order (tile
+    i of n takes entry i·k // n of k), each for every canvas: as many as tiles gives each its own,
+    one gives all the same."""
+    if tile_labels is not None:
+        if labels is not None or to_labels is not None:
+            raise SettingError("give the canvas's classes either per tile, or as a class (and an end class), "
+                               "not both")
+        if isinstance(tile_labels, (str, bytes)) or not hasattr(tile_labels, "__len__"):
+            raise SettingError(f"tile_labels must be a list of classes or mixes, one per tile; got {tile_labels!r} "
+                               f"(text is read by lpd_core.blend.parse_class_mixes)")
+        if not 1 <= len(tile_labels) <= len(tiles):
+            raise SettingError(f"got {len(tile_labels)} tile classes for a canvas of {len(tiles)} tiles: give 1 to "
+                               f"{len(tiles)} (spread evenly over the tiles, left to right then top to bottom)")
+        checked = [check_labels(label, num_classes, batch, "tile classes") for label in tile_labels]
+        return [checked[index * len(checked) // len(tiles)] for index in range(len(tiles))]
+    if labels is None:
+        raise SettingError("the canvas needs a class: give labels (one class or mix, or one per canvas), or a "
+                           "class per tile")
+    if to_labels is None:
+        return [check_labels(labels, num_classes, batch)] * len(tiles)
+    first = mix_weights(labels, num_classes, batch)
+    last = mix_weights(to_labels, num_classes, batch, "end classes")
+    return [(1 - t) * first + t * last for t in (tile_position(row, col, grid, width, height) for row, col in tiles)]
+
+
 @dataclass
 class CanvasResult:
     images: torch.Tensor  # (B, height·stride, width·stride, 3) in [0, 1]
@@ -76,14 +119,18 @@ class CanvasResult:
 
 
 @torch.no_grad()
-def wide_canvas(model: LPD, tokenizer: VQModel, labels, *, width: int, height: int | None = None,
+def wide_canvas(model: LPD, tokenizer: VQModel, labels=None, *, width: int, height: int | None = None,
                 overlap: int | None = None, batch: int | None = None, steps: int | None = None,
                 order: str = "locality", seed: int = 0, cfg: float | None = None, cfg_schedule: str | None = None,
                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                proximity: float = 1.0, repulsion: int | None = None,
-                callback: Callable[[int, DecodeStep], None] | None = None, fast: bool = False) -> CanvasResult:
+                proximity: float = 1.0, repulsion: int | None = None, to_labels=None, tile_labels=None,
+                negative=None, callback: Callable[[int, DecodeStep], None] | None = None,
+                fast: bool = False) -> CanvasResult:
     """Canvases of `width` × `height` tokens (height: the model's grid) under `labels` (as for
-    `generate`; one canvas per label, or `batch` canvases of one). Tiles overlap by `overlap` tokens
+    `generate`; one canvas per label, or `batch` canvases of one). `to_labels`: the class (or mix)
+    the canvas travels to, the mix moving along it tile by tile; `tile_labels` instead of both: a
+    class or mix per tile (see `tile_classes`). `negative`: as for `generate`, for every tile.
+    Tiles overlap by `overlap` tokens
     (default: half the grid; `plan_canvas`). Canvas b uses seed + b (tile t of it
     `tile_seed(seed + b, t)`), so it does not depend on the batch. steps, cfg, cfg_schedule,
     temperature, top_k, top_p, repulsion: None = the model's defaults (`checkpoints.resolve_settings`);
@@ -98,9 +145,12 @@ def wide_canvas(model: LPD, tokenizer: VQModel, labels, *, width: int, height: i
                                 top_k=top_k, top_p=top_p, repulsion=repulsion, steps_up_to_tokens=True)
     order, proximity, fast = check_order(order), check_proximity(proximity), check_flag("fast", fast)
     check_callback(callback)
-    labels = check_labels(labels, model.config.num_classes)
-    batch = (1 if labels is None else len(labels)) if batch is None else check_count("batch size", batch)
-    labels = check_labels(labels, model.config.num_classes, batch)
+    num_classes = model.config.num_classes
+    given = check_labels(labels, num_classes)
+    batch = (1 if given is None else len(given)) if batch is None else check_count("batch size", batch)
+    classes = tile_classes(tiles, grid, width, height, num_classes, batch, labels, to_labels, tile_labels)
+    check_negative(negative, settings.cfg)
+    check_negative_classes(negative, num_classes, batch)
     seeds = seeds_for(seed, batch)
     tokenizer.images_at_once(batch, height * stride, width * stride)  # the canvases fit in memory, before any work
     device = model.pos_embed.device
@@ -112,12 +162,13 @@ def wide_canvas(model: LPD, tokenizer: VQModel, labels, *, width: int, height: i
         sample_seeds = [tile_seed(s, index) for s in seeds]
         plans = [plan_edit(regenerate, settings.steps, order, s, proximity, settings.repulsion) for s in sample_seeds]
         step_callback = None if callback is None else (lambda step, index=index: callback(index, step))
-        tokens = generate(model, labels=labels, batch=batch,
+        tokens = generate(model, labels=classes[index], batch=batch,
                           orders=torch.from_numpy(np.stack([plan.order for plan in plans])),
                           group_sizes=plans[0].group_sizes, known_steps=plans[0].known_steps,
                           known_tokens=canvas[(slice(None), *window)].reshape(batch, -1), cfg=settings.cfg,
                           cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,
-                          top_p=settings.top_p, seeds=sample_seeds, callback=step_callback, fast=fast)
+                          top_p=settings.top_p, seeds=sample_seeds, negative=negative, callback=step_callback,
+                          fast=fast)
         canvas[(slice(None), *window)] = tokens.reshape(batch, grid, grid)
         made[window] = True
     tokens = canvas.reshape(batch, -1)

@@ -28,11 +28,12 @@ import torch.nn.functional as F
 from .blend import check_labels
 from .checkpoints import resolve_settings
 from .errors import SettingError
-from .generate import DecodeStep, check_callback, generate
+from .generate import DecodeStep, check_callback, check_negative_classes, generate
 from .locality import default_repulsion, locality_order
 from .model import LPD
 from .schedule import build_schedule, group_sizes_for, random_order
-from .settings import check_flag, check_integer, check_number, check_order, check_proximity, check_seed, seeds_for
+from .settings import (check_flag, check_integer, check_negative, check_number, check_order, check_proximity,
+                       check_seed, seeds_for)
 from .vq import VQModel, check_images, check_pixels
 from .weights import check_pair
 
@@ -180,10 +181,10 @@ def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tenso
          steps: int | None = None, order: str = "locality", seed: int = 0, cfg: float | None = None,
          cfg_schedule: str | None = None, temperature: float | None = None, top_k: int | None = None,
          top_p: float | None = None, grow: int = 0, feather: int = 0, composite: bool = True,
-         proximity: float = 1.0, repulsion: int | None = None,
+         proximity: float = 1.0, repulsion: int | None = None, negative=None,
          callback: Callable[[DecodeStep], None] | None = None, fast: bool = False) -> EditResult:
     """Regenerate the masked part of images (B, H, W, 3) in [0, 1] under class `labels` (one for
-    all, or one per image).
+    all, or one per image), guided away from `negative` when given (as for `generate`).
 
     One mask (H, W) or its first row (B, H, W) serves the whole batch; it must have the images'
     aspect ratio (`check_mask`). Images are fitted to the model's resolution first
@@ -208,6 +209,8 @@ def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tenso
     composite, fast = check_flag("composite", composite), check_flag("fast", fast)
     check_callback(callback)
     labels = check_labels(labels, model.config.num_classes, batch)
+    check_negative(negative, settings.cfg)
+    check_negative_classes(negative, model.config.num_classes, batch)
     grid, stride = model.config.grid_size, tokenizer.stride
     size = grid * stride
     fitted = fit_to_resolution(images, size)
@@ -223,7 +226,8 @@ def edit(model: LPD, tokenizer: VQModel, images: torch.Tensor, mask: torch.Tenso
     tokens = generate(model, labels=labels, batch=batch, orders=torch.from_numpy(plan.order),
                       group_sizes=plan.group_sizes, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
                       temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p, seeds=seeds,
-                      callback=callback, known_tokens=codes, known_steps=plan.known_steps, fast=fast)
+                      negative=negative, callback=callback, known_tokens=codes, known_steps=plan.known_steps,
+                      fast=fast)
     decoded = tokenizer.decode_images(tokens)
     if composite:
         alpha = _composite_alpha(regenerate, stride, feather)

@@ -11,8 +11,9 @@ rows into the graph's input and one replay.
 The state (buffers, graphs) lives on the model, for one batch size and guidance setting at a time,
 and is rebuilt when the model's weights move (ComfyUI offloading it, `.to()`), change dtype, the
 batch changes or the run is in the other inference mode (tensors made under
-`torch.inference_mode()`, as ComfyUI runs its nodes, cannot be written outside it); labels, seeds, orders, cfg, temperature and top-p are graph inputs, so they never
-cause a new capture (a new top-k or switching greedy/nucleus on or off captures that variant once).
+`torch.inference_mode()`, as ComfyUI runs its nodes, cannot be written outside it); labels,
+negative classes, seeds, orders, cfg, temperature and top-p are graph inputs, so they never cause a
+new capture (a new top-k or switching greedy/nucleus on or off captures that variant once).
 `release_fast_state(model)` frees it. Where capture fails (some cudaMallocAsync set-ups, old
 drivers, ...) the same steps run without graphs after one log line; it never fails the
 generation. On the CPU there is nothing to capture: the step function runs eagerly over the same

@@ -174,3 +174,17 @@ def check_image_path(path) -> Path:
         raise OutputError(f"{path} has no image extension ({path.suffix or 'none'}); name the output "
                           f"{path.with_suffix('.png').name} (or .jpg, .webp, .bmp, .tif)")
     return path
+
+
+# Animations the CLI writes (class morphs), by suffix → PIL format; WEBP frames are lossless.
+ANIMATION_FORMATS = {".webp": "WEBP", ".gif": "GIF"}
+
+
+def check_animation_path(path) -> Path:
+    """An output animation path (.webp or .gif) in a folder that can be written (OutputError if not),
+    checked before any work is done."""
+    path = check_writable(path, "output animation")
+    if path.suffix.lower() not in ANIMATION_FORMATS:
+        raise OutputError(f"{path} is not an animation file ({path.suffix or 'no extension'}); name the output "
+                          f"{path.with_suffix('.webp').name} or {path.with_suffix('.gif').name}")
+    return path

@@ -25,8 +25,8 @@ from .memory import chunk_starts, plan_chunks
 from .model import LPD
 from .sampling import guidance_table, seed_uniforms
 from .schedule import Schedule
-from .settings import (GenerationSettings, check_count, check_flag, check_group_sizes, check_integer, check_seed,
-                       check_settings, seed_of)
+from .settings import (GenerationSettings, check_count, check_flag, check_group_sizes, check_integer,
+                       check_negative, check_seed, check_settings, seed_of)
 from .step import DecodeBuffers, EagerStep, Sampling, StepPlan, plan_steps
 
 LOOP_RANGE = "lpd_core.decode_loop"  # profiler range of the step loop (see tests/test_step.py)
@@ -76,6 +76,8 @@ class _Run:
     known: torch.Tensor | None  # (B, N) raster tokens on the CPU (expanded where one serves all)
     known_steps: int
     switch_step: int | None
+    negative: torch.Tensor | None  # what guidance contrasts with: labels as above, None: the null class for all
+    keeps_null: torch.Tensor | None  # (B,) bool: samples whose negative is the null class (None: none or all)
 
     def seeds_of(self, start: int, end: int) -> list[int]:
         if isinstance(self.seeds, int):
@@ -129,8 +131,25 @@ def check_callback(callback) -> None:
         raise SettingError(f"callback must be a function of one step (or None), got {type(callback).__name__}")
 
 
+def check_negative_classes(negative, num_classes: int, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A negative class as (labels, keeps_null): labels checked like the class labels (one for all or
+    one per sample); in a per-sample list, None keeps the null class for that sample (its row of the
+    labels is a stand-in that `keeps_null` masks)."""
+    if negative is None:
+        return None, None
+    if isinstance(negative, (list, tuple)) and any(item is None for item in negative):
+        if len(negative) != batch:
+            raise SettingError(f"got {len(negative)} negative classes for a batch of {batch}: give one for all, or "
+                               f"one per sample (None keeps the null class)")
+        keeps_null = torch.tensor([item is None for item in negative])
+        stand_in = next(item for item in negative if item is not None) if not keeps_null.all() else 0
+        negative = [stand_in if item is None else item for item in negative]
+        return check_labels(negative, num_classes, batch, "negative classes"), keeps_null
+    return check_labels(negative, num_classes, batch, "negative classes"), None
+
+
 def _check_run(model, schedule, labels, batch, orders, group_sizes, cfg, cfg_schedule, temperature, top_k, top_p,
-               seeds, callback, known_tokens, known_steps, switch_labels, switch_step, fast) -> _Run:
+               seeds, callback, known_tokens, known_steps, switch_labels, switch_step, negative, fast) -> _Run:
     """Every input of `generate`, checked before any work (SettingError with what to give)."""
     if not isinstance(model, LPD):
         raise SettingError(f"the model must be an LPD model (lpd_core.load_model), got {type(model).__name__}")
@@ -175,10 +194,12 @@ def _check_run(model, schedule, labels, batch, orders, group_sizes, cfg, cfg_sch
     if switch_step is not None:
         switch_step = check_integer("switch_step", switch_step, 0, len(group_sizes) - known_steps - 1)
         switched = check_labels(switch_labels, num_classes, batch, "switch labels")
+    check_negative(negative, settings.cfg)
+    negative, keeps_null = check_negative_classes(negative, num_classes, batch)
     check_callback(callback)
     check_flag("fast", fast)
     return _Run(batch, orders.expand(batch, -1), group_sizes, settings, labels, switched, _check_seeds(seeds, batch),
-                known, known_steps, switch_step)
+                known, known_steps, switch_step, negative, keeps_null)
 
 
 @torch.no_grad()
@@ -201,6 +222,7 @@ def generate(
     known_steps: int = 0,
     switch_labels: int | Sequence[int] | torch.Tensor | None = None,
     switch_step: int | None = None,
+    negative=None,
     fast: bool = False,
 ) -> torch.Tensor:
     """Generate image tokens, (B, N) in raster order.
@@ -212,6 +234,10 @@ def generate(
     counter-based random numbers seeded with seeds[b] (an int s means s, s+1, ... mod 2^64;
     `lpd_core.sampling.seed_uniforms`), so a seed gives the same image whatever the batch.
     cfg ≠ 1 runs the null class beside each sample and mixes the logits per `cfg_schedule`.
+    `negative` puts another class there instead ("a fox, less like a dog"): class indices or mixes
+    in the same forms as `labels` (one for all, or one per sample; None in a per-sample list keeps
+    the null class for that sample). Guidance then pushes each sample away from its negative; it
+    needs cfg ≠ 1, since at cfg 1 nothing reads it.
     `callback` runs after every step; raising from it stops generation.
 
     Every input is checked before any work, by the rules the CLI uses (`lpd_core.settings`,
@@ -228,19 +254,20 @@ def generate(
 
     Class switch: from generated step `switch_step` on (0-based, as the callback counts), the
     class slot holds `switch_labels` instead of `labels` (its keys and values are rewritten in
-    every layer at that step; tokens decoded before keep what they saw). The null class of
-    guidance stays the null class. `switch_step` 0 is plain generation with `switch_labels`.
+    every layer at that step; tokens decoded before keep what they saw). Guidance's side (the null
+    class, or `negative`) stays as it was. `switch_step` 0 is plain generation with `switch_labels`.
 
     `fast=True`: every step is padded to a multiple of 8 rows, so a handful of fixed shapes serve
     any schedule; on CUDA each whole step (embeddings, transformer, guidance, sampling) is captured
     once per shape as a CUDA graph and replayed (falling back to plain execution, with one log
     line, where capture fails). The buffers and graphs are kept on the model for the next call
-    with the same batch and guidance; `lpd_core.fast.release_fast_state(model)` frees them (an
+    with the same batch and guidance (labels, negatives, seeds, orders and settings are inputs of
+    the graphs); `lpd_core.fast.release_fast_state(model)` frees them (an
     exception out of the loop, e.g. an interrupt, frees them too). Greedy tokens are the same as
     without it; logits agree to float rounding.
     """
     run = _check_run(model, schedule, labels, batch, orders, group_sizes, cfg, cfg_schedule, temperature, top_k,
-                     top_p, seeds, callback, known_tokens, known_steps, switch_labels, switch_step, fast)
+                     top_p, seeds, callback, known_tokens, known_steps, switch_labels, switch_step, negative, fast)
     settings, device = run.settings, model.pos_embed.device
     guided = settings.cfg != 1.0
     sampling = Sampling(guided=guided, greedy=settings.temperature == 0, top_k=settings.top_k,
@@ -285,6 +312,17 @@ def _chunk_size(model: LPD, run: _Run, lengths: list[int], guided: bool, fast: b
     return chunk
 
 
+def _contrast(model: LPD, negative: torch.Tensor | None, keeps_null: torch.Tensor | None, rows: int) -> torch.Tensor:
+    """(rows, dim) embeddings guidance contrasts the samples with: the negative class, or the null
+    class where there is none (all samples, or those `keeps_null` marks)."""
+    null = model.fake_latent.expand(rows, -1)
+    if negative is None:
+        return null
+    device = model.pos_embed.device
+    contrast = model.condition(negative.to(device), rows)
+    return contrast if keeps_null is None else torch.where(keeps_null.to(device)[:, None], null, contrast)
+
+
 def _decode(model: LPD, run: _Run, start: int, end: int, rows: int, plans: list[StepPlan], sampling: Sampling,
             callback, steps: tuple[int, int], fast: bool) -> torch.Tensor:
     """Samples start..end of the run through the decode loop, as a batch of `rows` (the last sample
@@ -308,8 +346,10 @@ def _decode(model: LPD, run: _Run, start: int, end: int, rows: int, plans: list[
     if run.known_steps:
         known = torch.gather(_rows(run.known, start, end, rows).to(device), 1, known)
     conditions = [model.condition(None if c is None else c.to(device), rows) for c in (labels, switched)]
-    if sampling.guided:  # rows [0, B) conditional, [B, 2B) the null class
-        conditions = [torch.cat([c, model.fake_latent.expand(rows, -1)]) for c in conditions]
+    if sampling.guided:  # rows [0, B) conditional, [B, 2B) what guidance contrasts them with
+        contrast = _contrast(model, _rows(run.negative, start, end, rows), _rows(run.keeps_null, start, end, rows),
+                             rows)
+        conditions = [torch.cat([c, contrast]) for c in conditions]
     num_slots = buffers.cache.slots
     buffers.load(orders=orders, known=known,
                  uniforms=torch.from_numpy(seed_uniforms(seeds, num_slots)).to(device),

@@ -9,13 +9,25 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .files import IMAGE_FORMATS, atomic_write, check_image_path
+from .files import ANIMATION_FORMATS, IMAGE_FORMATS, atomic_write, check_animation_path, check_image_path
 
 
 def save_image(picture: Image.Image, path) -> Path:
     """Write a PIL image atomically, in the format its suffix names (see `check_image_path`)."""
     path = check_image_path(path)
     return atomic_write(path, lambda temp: picture.save(temp, format=IMAGE_FORMATS[path.suffix.lower()]))
+
+
+def save_animation(frames, path, fps: float) -> Path:
+    """Write (frames, H, W, 3) images in [0, 1] as one looping animation at `fps` frames per
+    second, atomically, in the format its suffix names (see `check_animation_path`)."""
+    path = check_animation_path(path)
+    pictures = [to_pil(frame) for frame in frames]
+    format_name = ANIMATION_FORMATS[path.suffix.lower()]
+    options = dict(save_all=True, append_images=pictures[1:], duration=round(1000 / fps), loop=0)
+    if format_name == "WEBP":
+        options["lossless"] = True
+    return atomic_write(path, lambda temp: pictures[0].save(temp, format=format_name, **options))
 
 
 def to_pil(image: torch.Tensor | np.ndarray) -> Image.Image:

@@ -19,6 +19,7 @@ from .errors import SettingError
 
 CFG_SCHEDULES = ("linear", "constant")
 ORDER_KINDS = ("locality", "random", "raster")
+EASINGS = ("linear", "ease-in-out", "ease-in", "ease-out")  # class-morph weight curves (lpd_core.morph)
 MAX_SEED = 2**64 - 1  # seeds are unsigned 64-bit: image i of a run uses (seed + i) mod 2^64
 # Guidance multiplies logit differences by up to cfg; far beyond what anyone uses (the published
 # models use 4 to 7.3), and far below where float32/bf16 logits would overflow to infinity.
@@ -39,6 +40,9 @@ _HINTS = {
     "seed": "any whole number from 0 to 2^64-1 works",
     "batch size": "ask for at least one image",
     "strength": "0 gives the image itself, 1 a fresh sample",
+    "frames": "a morph needs the start and the end frame at least",
+    "layout steps": "0 blends every step",
+    "fps": "8 to 15 frames per second play a morph smoothly",
 }
 
 
@@ -174,6 +178,34 @@ def check_seed(seed) -> int:
 def check_strength(strength) -> float:
     """A variation's strength: the share of its tokens regenerated, 0 (the image itself) to 1 (a fresh sample)."""
     return check_number("strength", strength, 0.0, 1.0)
+
+
+def check_negative(negative, cfg: float) -> None:
+    """A negative class (anything but None) needs guidance: at cfg 1 nothing reads it."""
+    if negative is not None and cfg == 1.0:
+        raise SettingError("a negative class works through guidance, which is off at cfg 1: set cfg above 1 "
+                           "(e.g. the model's default), or leave the negative class out")
+
+
+def check_frames(frames) -> int:
+    """The frames of a class morph: at least 2 (the start class and the end class)."""
+    return check_integer("frames", frames, 2)
+
+
+def check_easing(easing) -> str:
+    """One of the class morph's weight curves (EASINGS)."""
+    return check_choice("easing", easing, EASINGS)
+
+
+def check_layout_steps(layout_steps, steps: int | None = None) -> int:
+    """A class morph's layout steps: 0 or more, and fewer than the `steps` of the schedule when known
+    (at least one step must blend)."""
+    return check_integer("layout steps", layout_steps, 0, None if steps is None else steps - 1)
+
+
+def check_fps(fps) -> float:
+    """Frames per second of an animation file: more than 0, at most 100 (GIF's finest step is 10 ms)."""
+    return check_number("fps", fps, 0.0, 100.0, low_open=True)
 
 
 def check_count(name: str, count) -> int:

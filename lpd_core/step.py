@@ -112,11 +112,12 @@ def plan_steps(group_sizes: Sequence[int], first: int, num_tokens: int, device,
 class DecodeBuffers:
     """Everything a step reads or writes besides its plan, for one batch: the KV cache and, per
     cache slot, each sample's token (`ordered`), position-embedding row and uniform for the draw;
-    the guidance scale per slot; the class-slot embeddings (rows [0, B) the samples', [B, 2B) the
-    null class's when guided), before and after a class switch; temperature and top-p.
+    the guidance scale per slot; the class-slot embeddings (rows [0, B) the samples', [B, 2B) when
+    guided what guidance contrasts them with: the null class, or a negative class), before and after
+    a class switch; temperature and top-p.
 
     Generations load their values into these tensors (`load`), so one captured graph serves any
-    labels, seeds, orders, cfg, temperature and top-p."""
+    labels, negative classes, seeds, orders, cfg, temperature and top-p."""
 
     def __init__(self, model: LPD, batch: int, guided: bool, spare: int = 0):
         config, device, dtype = model.config, model.pos_embed.device, model.pos_embed.dtype

@@ -20,9 +20,10 @@ from .blend import check_labels
 from .checkpoints import resolve_settings
 from .editing import fit_to_resolution, image_count, plan_edit
 from .errors import SettingError
-from .generate import DecodeStep, check_callback, generate
+from .generate import DecodeStep, check_callback, check_negative_classes, generate
 from .model import LPD
-from .settings import check_flag, check_integer, check_order, check_proximity, check_strength, seeds_for
+from .settings import (check_flag, check_integer, check_negative, check_order, check_proximity, check_strength,
+                       seeds_for)
 from .vq import VQModel, check_images
 from .weights import check_pair
 
@@ -63,10 +64,11 @@ class VariationResult:
 def vary(model: LPD, tokenizer: VQModel, images: torch.Tensor, labels, strength: float, *, steps: int | None = None,
          order: str = "locality", seed: int = 0, cfg: float | None = None, cfg_schedule: str | None = None,
          temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-         proximity: float = 1.0, repulsion: int | None = None,
+         proximity: float = 1.0, repulsion: int | None = None, negative=None,
          callback: Callable[[DecodeStep], None] | None = None, fast: bool = False) -> VariationResult:
     """One variation of each image (B, H, W, 3) in [0, 1] under `labels` (as for `generate`: an
-    index, a `ClassMix`, or one per image). Images are fitted to the model's resolution first.
+    index, a `ClassMix`, or one per image; `negative` too). Images are fitted to the model's
+    resolution first.
     Image b uses seed + b for the kept tokens, the order and the sampling, so it does not depend on
     the batch. steps, cfg, cfg_schedule, temperature, top_k, top_p, repulsion: None = the model's
     defaults (`checkpoints.resolve_settings`); `steps` count the generated groups (never more than
@@ -85,6 +87,8 @@ def vary(model: LPD, tokenizer: VQModel, images: torch.Tensor, labels, strength:
     seeds = seeds_for(seed, batch)
     check_callback(callback)
     labels = check_labels(labels, model.config.num_classes, batch)
+    check_negative(negative, settings.cfg)
+    check_negative_classes(negative, model.config.num_classes, batch)
     fitted = fit_to_resolution(images, grid * tokenizer.stride)
     source = tokenizer.encode_images(fitted).to(model.pos_embed.device)
     kept = torch.zeros(batch, num_tokens, dtype=torch.bool)
@@ -100,6 +104,7 @@ def vary(model: LPD, tokenizer: VQModel, images: torch.Tensor, labels, strength:
                           orders=torch.from_numpy(np.stack([plan.order for plan in plans])),
                           group_sizes=plans[0].group_sizes, known_steps=plans[0].known_steps, known_tokens=source,
                           cfg=settings.cfg, cfg_schedule=settings.cfg_schedule, temperature=settings.temperature,
-                          top_k=settings.top_k, top_p=settings.top_p, seeds=seeds, callback=callback, fast=fast)
+                          top_k=settings.top_k, top_p=settings.top_p, seeds=seeds, negative=negative,
+                          callback=callback, fast=fast)
     decoded = tokenizer.decode_images(tokens)
     return VariationResult(decoded, tokens.cpu(), source.cpu(), kept)

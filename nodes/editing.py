@@ -9,7 +9,7 @@ under another class.
 from __future__ import annotations
 
 from . import runtime
-from .sampling import MODEL_DEFAULT, SamplerRun, order_choices, sampling_inputs
+from .sampling import MODEL_DEFAULT, SamplerRun, negative_input, order_choices, sampling_inputs
 from .schema import CATEGORY, DEFAULT, Model, Tokenizer, Tokens, io
 
 MAX_BAND = 64  # tokens; the real limit (the image must keep ≥ 1 token) is checked by lpd_core
@@ -64,6 +64,7 @@ class LPDEditSampler(io.ComfyNode):
                     "on: pixels outside the regenerated tokens are copied from the input, so only the masked part "
                     "changes. off: the whole image is decoded from tokens (the kept part then shows the "
                     "tokenizer's reconstruction).")),
+                negative_input(),
             ],
             outputs=[
                 io.Image.Output("image", tooltip=(
@@ -78,14 +79,15 @@ class LPDEditSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, tokenizer, image, mask, class_index, steps=0, order="locality", seed=0, cfg=DEFAULT,
                 cfg_schedule=MODEL_DEFAULT, temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, grow=0, feather=0,
-                composite=True):
+                composite=True, negative=""):
         from lpd_core.editing import check_mask, edit
 
         check_mask(image, mask)  # before the models are loaded; edit checks the rest before its work
         labels = [class_index] * image.shape[0]
         grid = model.module.config.grid_size
         sampler = SamplerRun(model, tokenizer, count=len(labels), seed=seed, steps=steps, steps_up_to_tokens=True,
-                             cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p)
+                             cfg=cfg, cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
+                             negative=negative)
         settings, side = sampler.settings, grid * tokenizer.module.stride
         # `known` covers the kept tokens too, so the preview starts from the kept part of the image; the
         # kept tokens are one more group of the plan, at most the whole grid wide

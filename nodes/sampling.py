@@ -42,31 +42,52 @@ def resolve_widget_settings(module, *, steps=None, cfg=DEFAULT, cfg_schedule=MOD
                             steps_up_to_tokens=steps_up_to_tokens)
 
 
+NEGATIVE_TOOLTIP = ("Optional: a class or mix to guide away from, by index or name ('circle', 'tiger:0.5, lion:0.5'). "
+                    "Guidance then contrasts the class with this one instead of the null class: 'a fox, less like a "
+                    "dog'. Empty = the null class (plain guidance). Needs cfg above 1.")
+
+
+def negative_input():
+    """The optional negative-class field every sampler node has, last among its inputs."""
+    return io.String.Input("negative", optional=True, default="", tooltip=NEGATIVE_TOOLTIP)
+
+
+def negative_class(text: str, module):
+    """The negative class of the field: None (the null class) when empty, else the class or mix."""
+    if not text or not text.strip():
+        return None
+    from lpd_core.blend import label_or_mix, parse_class_mix
+    return label_or_mix(parse_class_mix(text, module))
+
+
 class SamplerRun:
     """What every sampler node does around its one lpd_core call, in one place: the model and
-    tokenizer checked as a pair, the widgets' settings resolved (`resolve_widget_settings`), the
-    seeds of its images, both modules loaded in one `load_models_gpu` call with the memory the run
+    tokenizer checked as a pair, the widgets' settings resolved (`resolve_widget_settings`) and the
+    negative class read (`negative_class`, checked against cfg), the seeds of its images, both modules loaded in one `load_models_gpu` call with the memory the run
     needs (`runtime.load_together`: the fast decoder's and the tokenizer's), progress with a live
     preview and Cancel at every step, the fast decoder on a GPU (`runtime.fast_decoding`), and the
     token grid out."""
 
     def __init__(self, model, tokenizer, *, count: int, seed, steps=None, steps_up_to_tokens: bool = False,
-                 **widgets):
-        from lpd_core.settings import seeds_for
+                 negative: str = "", **widgets):
+        from lpd_core.settings import check_negative, seeds_for
         from lpd_core.weights import check_pair
         self.model, self.tokenizer, self.module = model, tokenizer, model.module
         if tokenizer is not None:
             check_pair(self.module, tokenizer.module)
         self.settings = resolve_widget_settings(self.module, steps=steps, steps_up_to_tokens=steps_up_to_tokens,
                                                 **widgets)
+        self.negative = negative_class(negative, self.module)
+        check_negative(self.negative, self.settings.cfg)
         self.seeds = seeds_for(seed, count)
 
     @property
     def sampling(self) -> dict:
-        """The sampling settings as lpd_core calls take them (and a TokenGrid records them)."""
+        """The sampling settings and the negative class as lpd_core calls take them (and a TokenGrid
+        records them)."""
         settings = self.settings
         return dict(cfg=settings.cfg, cfg_schedule=settings.cfg_schedule, temperature=settings.temperature,
-                    top_k=settings.top_k, top_p=settings.top_p)
+                    top_k=settings.top_k, top_p=settings.top_p, negative=self.negative)
 
     def run(self, call, *, group_sizes, preview_grid: tuple[int, int], decoded: tuple[int, int] | None = None,
             tiles: int = 1):
@@ -203,6 +224,7 @@ class LPDSampler(io.ComfyNode):
                     "Optional: several classes, comma-separated indices or names ('207, 1, goldfish'). When not "
                     "empty it replaces class_index: batch_size images of each class, in order. While it is "
                     "set, the class picker adds the picked class to this list; empty it to use class_index.")),
+                negative_input(),
             ],
             outputs=[Tokens.Output("tokens", tooltip=(
                 "Generated token grids (one per image) with their grid size, for LPD Decode."))],
@@ -210,14 +232,15 @@ class LPDSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, schedule, class_index, batch_size, seed, cfg=DEFAULT, cfg_schedule=MODEL_DEFAULT,
-                temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, tokenizer=None, classes=""):
+                temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, tokenizer=None, classes="", negative=""):
         from lpd_core import generate
         from lpd_core.classes import resolve_classes
 
         wanted = resolve_classes(classes, model.module) if classes and classes.strip() else [int(class_index)]
         labels = [label for label in wanted for _ in range(batch_size)]
         sampler = SamplerRun(model, tokenizer, count=len(labels), seed=seed, steps=schedule.steps, cfg=cfg,
-                             cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p)
+                             cfg_schedule=cfg_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
+                             negative=negative)
         grid = (schedule.grid_h, schedule.grid_w)
         tokens = sampler.run(lambda lpd, vq, on_step, fast: generate(
             lpd, schedule, labels, seeds=sampler.seeds, callback=on_step, fast=fast, **sampler.sampling),

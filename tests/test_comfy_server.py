@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACK_FOLDER = "ComfyUI-LPD"
 NODES = {"LPDModelLoader", "LPDTokenizerLoader", "LPDSchedule", "LPDSampler", "LPDDecode", "LPDEncode",
          "LPDImageGrid", "LPDEditSampler", "LPDPadForOutpaint"}  # the V1 nodes (their interface is kept)
-CREATIVE_NODES = {"LPDClassBlend", "LPDVariation", "LPDWideCanvas"}  # added after the V3 conversion
+CREATIVE_NODES = {"LPDClassBlend", "LPDVariation", "LPDWideCanvas", "LPDClassMorph"}  # added after the V3 conversion
+ADDED_INPUTS = {"LPDSampler": [["negative", "STRING"]], "LPDEditSampler": [["negative", "STRING"]]}  # after V1's
 
 
 def _workflow(class_index=3, batch=2, prefix="lpd_server_test"):
@@ -58,7 +59,8 @@ def test_object_info(comfy):
         for group in ("required", "optional"):
             got = [[k, "COMBO" if isinstance(v[0], list) or v[0] == "COMBO" else v[0]]
                    for k, v in info[name]["input"].get(group, {}).items()]
-            assert got == v1[name][group], f"{name} {group}"
+            added = ADDED_INPUTS.get(name, []) if group == "optional" else []
+            assert got == v1[name][group] + added, f"{name} {group}"
         assert info[name]["output"] == v1[name]["output"] and info[name]["output_name"] == v1[name]["output_name"]
         assert info[name]["display_name"] == v1[name]["display_name"]
     models = _options(info["LPDModelLoader"]["input"]["required"]["model_name"])

@@ -1,5 +1,6 @@
-"""Class blends, variations of an image and wide canvases on the bundled demo model (8×8 tokens,
-32×32 px, milliseconds per sample on a CPU)."""
+"""Class blends, negative classes, variations of an image, wide canvases (and canvases that travel
+between classes) and class morphs on the bundled demo model (8×8 tokens, 32×32 px, milliseconds per
+sample on a CPU)."""
 
 import numpy as np
 import pytest
@@ -7,9 +8,10 @@ import torch
 
 from lpd_core import build_schedule, generate, load_model, load_tokenizer
 from lpd_core.blend import ClassMix, check_labels, parse_class_mix
-from lpd_core.canvas import tile_starts, wide_canvas
+from lpd_core.canvas import tile_classes, tile_position, tile_starts, wide_canvas
 from lpd_core.checkpoints import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH
 from lpd_core.errors import SettingError
+from lpd_core.morph import class_morph, morph_weights
 from lpd_core.variation import spread_positions, vary
 
 GRID, STEPS, CFG = 8, 8, 3.0
@@ -251,4 +253,217 @@ def test_cli_vary_and_wide(tmp_path, capsys, pictures):
     assert "5 tiles of 32 px" in capsys.readouterr().out
     assert run_cli("wide", "--class", "ring", "--width", 97, "--out", tmp_path / "bad.png") == 2
     assert "not a multiple of the tokenizer's stride (4 px): a token covers 4×4 px; use 96 or 100" in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists()
+
+
+# ------------------------------------------------------------------------------------------ negative class
+def test_negative_null_class_is_plain_guidance_and_a_class_is_not(demo):
+    model, _ = demo
+    schedule = build_schedule(GRID, steps=STEPS, order="locality", seed=6)
+    for cfg_schedule in ("linear", "constant"):
+        plain_tokens = generate(model, schedule, [4, 4, 1], cfg=CFG, cfg_schedule=cfg_schedule, seeds=[6, 6, 7])
+        negative = generate(model, schedule, [4, 4, 1], cfg=CFG, cfg_schedule=cfg_schedule, seeds=[6, 6, 7],
+                            negative=[None, 0, None])
+        assert torch.equal(negative[[0, 2]], plain_tokens[[0, 2]])  # the null class named: plain guidance
+        assert not torch.equal(negative[1], plain_tokens[1])
+    # one negative (class or mix) serves the batch; sample 1 alone with its seed is the same image
+    both = generate(model, schedule, [4, 4], cfg=CFG, seeds=[6, 7], negative=ClassMix(((0, 1.0), (9, 1.0))))
+    alone = generate(model, schedule, [4], cfg=CFG, seeds=7, negative=[ClassMix.between(0, 9, 0.5)])
+    assert torch.equal(both[1], alone[0])
+
+
+def test_negative_with_a_class_switch_keeps_the_negative(demo):
+    model, _ = demo
+    schedule = build_schedule(GRID, steps=STEPS, order="locality", seed=5)
+    switched = generate(model, schedule, [2], cfg=CFG, seeds=5, negative=1, switch_labels=[8], switch_step=0)
+    assert torch.equal(switched, generate(model, schedule, [8], cfg=CFG, seeds=5, negative=1))
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(negative=3, cfg=1.0), "a negative class works through guidance, which is off at cfg 1"),
+    (dict(negative=[3, 4, 5], cfg=CFG), "got 3 negative classes for a batch of 2"),
+    (dict(negative=[None, 3, 4], cfg=CFG), "got 3 negative classes for a batch of 2"),
+    (dict(negative=12, cfg=CFG), "class index 12 is out of range: this model has 10 classes"),
+    (dict(negative=[ClassMix(((3, 1.0), (12, 1.0))), 3], cfg=CFG), "class index 12 is out of range"),
+])
+def test_bad_negative_classes_are_refused(demo, settings, message):
+    model, _ = demo
+    with pytest.raises(SettingError, match=message):
+        generate(model, build_schedule(GRID, steps=STEPS), [1, 2], **settings)
+
+
+def test_negative_reaches_variation_and_wide_canvas(demo, pictures):
+    model, vq = demo
+    varied = vary(model, vq, pictures[:1], 4, 1.0, steps=STEPS, seed=21, cfg=CFG, negative=0)
+    schedule = build_schedule(GRID, steps=STEPS, order="locality", seed=21)
+    assert torch.equal(varied.tokens, generate(model, schedule, [4], cfg=CFG, seeds=21, negative=0))
+    canvas = wide_canvas(model, vq, 3, width=16, overlap=4, steps=STEPS, seed=2, cfg=CFG, negative=0)
+    first = canvas.tokens.reshape(GRID, 16)[:, :GRID].reshape(1, -1)
+    schedule = build_schedule(GRID, steps=STEPS, order="locality", seed=2)
+    assert torch.equal(first, generate(model, schedule, [3], cfg=CFG, seeds=2, negative=0))
+
+
+# ------------------------------------------------------------------------------------------ class morph
+def test_morph_weights_run_from_0_to_1_along_the_easing():
+    assert morph_weights(5) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    for easing in ("ease-in-out", "ease-in", "ease-out"):
+        weights = morph_weights(9, easing)
+        assert weights[0] == 0.0 and weights[-1] == 1.0 and weights == sorted(weights)
+    assert morph_weights(9, "ease-in")[1] < 0.125 < morph_weights(9, "ease-out")[1]
+    assert abs(morph_weights(9, "ease-in-out")[4] - 0.5) < 1e-12
+    with pytest.raises(SettingError, match="frames must be at least 2"):
+        morph_weights(1)
+    with pytest.raises(SettingError, match="unknown easing 'bounce'; choose one of linear, ease-in-out"):
+        morph_weights(4, "bounce")
+
+
+@pytest.mark.parametrize("layout_steps", [0, 2])
+def test_morph_end_frames_are_plain_samples_of_the_two_classes(demo, layout_steps):
+    model, vq = demo
+    schedule = build_schedule(GRID, steps=STEPS, order="locality", seed=13)
+    result = class_morph(model, vq, 1, 9, schedule=schedule, frames=6, layout_steps=layout_steps, seed=13, cfg=CFG)
+    assert result.images.shape == (6, 32, 32, 3) and result.tokens.shape == (6, 64)
+    assert torch.equal(result.tokens[0], plain(model, 1, 13)[0])
+    assert torch.equal(result.tokens[-1], plain(model, 9, 13)[0])
+    assert len({tuple(frame.tolist()) for frame in result.tokens}) > 2  # frames between the two
+
+
+def test_morph_layout_steps_share_the_first_tokens_of_each_half(demo):
+    model, vq = demo
+    schedule = build_schedule(GRID, steps=STEPS, order="locality", seed=13)
+    result = class_morph(model, vq, 1, 9, schedule=schedule, frames=6, layout_steps=2, seed=13, cfg=CFG)
+    first = torch.from_numpy(schedule.order[:sum(schedule.group_sizes[:2])])
+    early = result.tokens[:, first]
+    assert all(torch.equal(early[i], early[0]) for i in range(3))  # w < 0.5: the start class's layout
+    assert all(torch.equal(early[i], early[-1]) for i in range(3, 6))
+
+
+def test_morph_between_mixes_and_with_a_negative(demo):
+    model, vq = demo
+    schedule = build_schedule(GRID, steps=STEPS, order="locality", seed=2)
+    mix = ClassMix.between(0, 9, 0.5)
+    result = class_morph(model, vq, mix, 4, schedule=schedule, frames=3, seed=2, cfg=CFG, negative=0)
+    assert torch.equal(result.tokens[0], generate(model, schedule, [mix], cfg=CFG, seeds=2, negative=0)[0])
+    assert torch.equal(result.tokens[-1], generate(model, schedule, [4], cfg=CFG, seeds=2, negative=0)[0])
+    with pytest.raises(SettingError, match="layout steps must be between 0 and 7"):
+        class_morph(model, vq, 0, 4, schedule=schedule, frames=3, layout_steps=8, cfg=CFG)
+
+
+# ------------------------------------------------------------------------------------------ panoramas
+def test_tile_classes_spread_a_list_and_interpolate_along_the_canvas():
+    tiles = [(0, 0), (0, 4), (0, 8), (0, 12), (0, 16)]
+    assert [t.tolist() for t in tile_classes(tiles, GRID, 24, 8, 10, 1, tile_labels=[3])] == [[3]] * 5
+    assert [t.tolist() for t in tile_classes(tiles, GRID, 24, 8, 10, 1, tile_labels=[0, 4, 9])] == \
+        [[0], [0], [4], [4], [9]]
+    assert [tile_position(r, c, GRID, 24, 8) for r, c in tiles] == [0, 0.25, 0.5, 0.75, 1]
+    assert tile_position(6, 0, GRID, 8, 14) == 1.0 and tile_position(0, 0, GRID, 8, 8) == 0.0
+    mixes = tile_classes(tiles, GRID, 24, 8, 10, 2, labels=[0, 1], to_labels=9)
+    assert [round(float(m[0, 9]), 6) for m in mixes] == [0, 0.25, 0.5, 0.75, 1]
+    assert torch.equal(mixes[0][1], torch.eye(10)[1]) and torch.equal(mixes[-1][1], torch.eye(10)[9])
+    with pytest.raises(SettingError, match="got 6 tile classes for a canvas of 5 tiles: give 1 to 5"):
+        tile_classes(tiles, GRID, 24, 8, 10, 1, tile_labels=[1] * 6)
+    with pytest.raises(SettingError, match="either per tile, or as a class"):
+        tile_classes(tiles, GRID, 24, 8, 10, 1, labels=1, tile_labels=[2])
+    with pytest.raises(SettingError, match="the canvas needs a class"):
+        tile_classes(tiles, GRID, 24, 8, 10, 1)
+
+
+def test_a_per_tile_list_of_one_class_is_the_plain_canvas(demo):
+    model, vq = demo
+    settings = dict(width=20, overlap=2, steps=STEPS, seed=4, cfg=CFG)
+    canvas = wide_canvas(model, vq, 6, **settings)
+    assert torch.equal(wide_canvas(model, vq, tile_labels=[6], **settings).tokens, canvas.tokens)
+    assert torch.equal(wide_canvas(model, vq, tile_labels=[6] * 3, **settings).tokens, canvas.tokens)
+    assert torch.equal(wide_canvas(model, vq, 6, to_labels=6, **settings).tokens, canvas.tokens)
+
+
+def test_a_canvas_travels_from_one_class_to_another(demo):
+    model, vq = demo
+    finished = {}
+
+    def on_step(tile, step):
+        if step.step == step.total - 1:
+            finished[tile] = step.tokens.clone()
+
+    settings = dict(width=20, overlap=2, steps=STEPS, seed=4, cfg=CFG)
+    travel = wide_canvas(model, vq, 0, to_labels=9, callback=on_step, **settings)
+    assert travel.images.shape == (1, 32, 80, 3) and len(travel.tiles) == 3
+    assert torch.equal(finished[0], plain(model, 0, 4))  # the first tile is the start class exactly
+    by_tile = wide_canvas(model, vq, tile_labels=[0, ClassMix.between(0, 9, 0.5), 9], **settings)
+    assert torch.equal(by_tile.tokens, travel.tokens)  # three tiles: start, half way, end
+    assert not torch.equal(travel.tokens, wide_canvas(model, vq, 0, **settings).tokens)
+
+
+def frames_of(path):
+    from PIL import Image, ImageSequence
+    with Image.open(path) as animation:
+        return animation.format, [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(animation)]
+
+
+def test_cli_morph_writes_an_animation_whose_ends_are_the_two_classes(tmp_path, capsys):
+    assert run_cli("morph", "--class", "circle", "--to-class", "star", "--frames", 5, "--seed", 4, "--out",
+                   tmp_path / "morph.webp") == 0
+    assert "wrote" in capsys.readouterr().out
+    kind, frames = frames_of(tmp_path / "morph.webp")
+    assert kind == "WEBP" and len(frames) == 5 and frames[0].shape == (32, 32, 3)
+    for label, frame in (("circle", frames[0]), ("star", frames[-1])):
+        assert run_cli("generate", "--class", label, "--seed", 4, "--out", tmp_path / f"{label}.png") == 0
+        assert np.array_equal(frame, pixels(tmp_path / f"{label}.png"))  # lossless frames
+    assert run_cli("morph", "--class", "circle", "--to-class", "ring:0.5, star:0.5", "--frames", 3, "--easing",
+                   "ease-in-out", "--layout-steps", 0, "--negative", "square", "--fps", 12, "--out",
+                   tmp_path / "morph.gif") == 0
+    kind, frames = frames_of(tmp_path / "morph.gif")
+    assert kind == "GIF" and len(frames) == 3
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--frames", 1], "frames must be at least 2"),
+    (["--fps", 0], "fps must be a finite number more than 0"),
+    (["--layout-steps", 8], "layout steps must be between 0 and 7"),
+    (["--cfg", 1, "--negative", "square"], "a negative class works through guidance, which is off at cfg 1"),
+    (["--to-class", "tiger"], "tiger"),
+])
+def test_cli_morph_bad_inputs_are_one_line_and_write_nothing(tmp_path, capsys, argv, message):
+    arguments = {"--class": "circle", "--to-class": "star", "--out": tmp_path / "bad.webp"}
+    arguments.update(dict(zip(argv[::2], argv[1::2])))
+    assert run_cli("morph", *[str(a) for pair in arguments.items() for a in pair]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and message in error and error.count("\n") == 1
+    assert not (tmp_path / "bad.webp").exists()
+
+
+def test_cli_morph_output_must_be_an_animation(tmp_path, capsys):
+    assert run_cli("morph", "--class", "circle", "--to-class", "star", "--out", tmp_path / "morph.png") == 2
+    assert "morph.png is not an animation file (.png); name the output morph.webp or morph.gif" \
+        in capsys.readouterr().err
+
+
+def test_cli_negative_class(tmp_path, capsys):
+    assert run_cli("generate", "--class", "ring", "--negative", "circle", "--seed", 3, "--out",
+                   tmp_path / "negative.png") == 0
+    assert "negative 0" in capsys.readouterr().out
+    assert run_cli("generate", "--class", "ring", "--seed", 3, "--out", tmp_path / "plain.png") == 0
+    assert not np.array_equal(pixels(tmp_path / "negative.png"), pixels(tmp_path / "plain.png"))
+    assert run_cli("generate", "--class", "ring", "--negative", "circle", "--cfg", 1, "--out",
+                   tmp_path / "bad.png") == 2
+    assert "set cfg above 1" in capsys.readouterr().err
+    assert run_cli("vary", "--image", tmp_path / "plain.png", "--class", "ring", "--negative", "circle:1, square:1",
+                   "--out", tmp_path / "vary.png") == 0
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_cli_wide_travels_between_classes(tmp_path, capsys):
+    assert run_cli("wide", "--class", "circle", "--to-class", "star", "--width", 80, "--overlap", 2, "--seed", 4,
+                   "--out", tmp_path / "travel.png") == 0
+    assert "as 0 → 9, 3 tiles" in capsys.readouterr().out
+    assert run_cli("wide", "--class", "circle; 0:0.5, 9:0.5; star", "--width", 80, "--overlap", 2, "--seed", 4,
+                   "--out", tmp_path / "tiles.png") == 0
+    assert np.array_equal(pixels(tmp_path / "tiles.png"), pixels(tmp_path / "travel.png"))
+    assert run_cli("wide", "--class", "circle; star", "--to-class", "ring", "--width", 80, "--out",
+                   tmp_path / "bad.png") == 2
+    assert "--to-class goes with one --class" in capsys.readouterr().err
+    assert run_cli("wide", "--class", "circle; star; ring; cross", "--width", 80, "--overlap", 2, "--out",
+                   tmp_path / "bad.png") == 2
+    assert "got 4 tile classes for a canvas of 3 tiles" in capsys.readouterr().err
     assert not (tmp_path / "bad.png").exists()

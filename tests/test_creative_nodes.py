@@ -1,5 +1,6 @@
-"""The creative nodes (LPDClassBlend, LPDVariation, LPDWideCanvas) called directly on the bundled demo
-model (8×8 tokens, 4 px per token, 10 classes), outside ComfyUI."""
+"""The creative nodes (LPDClassBlend, LPDVariation, LPDWideCanvas, LPDClassMorph) and the samplers'
+negative class, called directly on the bundled demo model (8×8 tokens, 4 px per token, 10 classes),
+outside ComfyUI."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def schedule(model):
 
 def test_nodes_are_listed_with_their_ids():
     ids = [node.define_schema().node_id for node in creative.NODES]
-    assert ids == ["LPDClassBlend", "LPDVariation", "LPDWideCanvas"]
+    assert ids == ["LPDClassBlend", "LPDVariation", "LPDWideCanvas", "LPDClassMorph"]
     for node in creative.NODES:
         schema = node.define_schema()
         assert schema.category == "LPD" and schema.description
@@ -73,3 +74,47 @@ def test_wide_canvas_node(model, vq):
     assert tall.shape == (1, 48, 32, 3)
     with pytest.raises(SettingError, match="not a multiple of the tokenizer's stride"):
         creative.LPDWideCanvas.execute(model, vq, "ring", width=97)
+
+
+def test_class_morph_node_ends_are_the_samplers_images(model, vq, schedule):
+    frames, tokens = creative.LPDClassMorph.execute(model, vq, schedule, "circle", "star", frames=5, seed=5)
+    assert frames.shape == (5, 32, 32, 3) and tokens.tokens.shape == (5, 64)
+    for index, label in ((0, 0), (-1, 9)):
+        plain = LPDSampler.execute(model, schedule, label, 1, 5)[0]
+        assert torch.equal(tokens.tokens[index], plain.tokens[0])
+        assert torch.allclose(frames[index], LPDDecode.execute(plain, vq)[0][0], atol=1e-5)  # decoded in a batch
+    assert tokens.settings["weights"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    eased = creative.LPDClassMorph.execute(model, vq, schedule, "circle", "star", frames=5, easing="ease-in-out",
+                                           layout_steps=0, seed=5, negative="square")[1]
+    assert eased.settings["weights"][1] < 0.25 and not torch.equal(eased.tokens, tokens.tokens)
+    with pytest.raises(SettingError, match="frames must be at least 2"):
+        creative.LPDClassMorph.execute(model, vq, schedule, "circle", "star", frames=1)
+    with pytest.raises(SettingError, match="layout steps must be between 0 and 7"):
+        creative.LPDClassMorph.execute(model, vq, schedule, "circle", "star", frames=3, layout_steps=8)
+
+
+def test_negative_class_on_the_samplers(model, vq, schedule):
+    plain = LPDSampler.execute(model, schedule, 4, 2, 5)[0]
+    assert torch.equal(LPDSampler.execute(model, schedule, 4, 2, 5, negative=" ")[0].tokens, plain.tokens)
+    pushed = LPDSampler.execute(model, schedule, 4, 2, 5, negative="circle")[0]
+    assert not torch.equal(pushed.tokens, plain.tokens) and pushed.settings["negative"] == 0  # circle
+    blend = creative.LPDClassBlend.execute(model, schedule, "ring", 2, 5, negative="circle")[0]
+    assert torch.equal(blend.tokens, pushed.tokens)  # the same generation through either node
+    with pytest.raises(SettingError, match="a negative class works through guidance, which is off at cfg 1"):
+        LPDSampler.execute(model, schedule, 4, 1, 5, cfg=1.0, negative="circle")
+    with pytest.raises(SettingError, match="class index 12 is out of range: this model has 10 classes"):
+        LPDSampler.execute(model, schedule, 4, 1, 5, negative="circle:1, 12:1")
+
+
+def test_wide_canvas_node_travels_between_classes(model, vq):
+    settings = dict(width=80, overlap=2, seed=1)
+    image, tokens = creative.LPDWideCanvas.execute(model, vq, "circle", to_classes="star", **settings)
+    assert image.shape == (1, 32, 80, 3) and tokens.settings["tiles"] == 3
+    by_tile = creative.LPDWideCanvas.execute(model, vq, "circle; 0:0.5, 9:0.5; star", **settings)[1]
+    assert torch.equal(by_tile.tokens, tokens.tokens)
+    same = creative.LPDWideCanvas.execute(model, vq, "ring; ring", **settings)[1]
+    assert torch.equal(same.tokens, creative.LPDWideCanvas.execute(model, vq, "ring", **settings)[1].tokens)
+    with pytest.raises(SettingError, match="`to_classes` goes with one class or mix"):
+        creative.LPDWideCanvas.execute(model, vq, "circle; star", to_classes="ring", **settings)
+    with pytest.raises(SettingError, match="got 4 tile classes for a canvas of 3 tiles"):
+        creative.LPDWideCanvas.execute(model, vq, "circle; star; ring; cross", **settings)

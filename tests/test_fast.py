@@ -8,7 +8,7 @@ import gc
 import pytest
 import torch
 
-from lpd_core import build_schedule, generate
+from lpd_core import ClassMix, build_schedule, generate
 from lpd_core.fast import ROW_MULTIPLE, padded_length, release_fast_state, static_decoder, step_rows
 from lpd_core.step import plan_steps
 from lpd_core.model import KVCache
@@ -41,6 +41,22 @@ def test_fast_greedy_tokens_and_logits_equal_eager(reference_model, schedule, se
     assert len(fast_logits) == len(eager_logits) == len(GROUPS)
     for eager, fast in zip(eager_logits, fast_logits):
         assert eager.shape == fast.shape
+        assert (eager - fast).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("settings", [
+    dict(labels=[1, 4, 8], negative=3, cfg=3.0, cfg_schedule="linear"),
+    dict(labels=[2, 5], negative=[None, ClassMix(((0, 1.0), (7, 1.0)))], cfg=2.0, cfg_schedule="constant"),
+    dict(labels=[2, 5], negative=[6, 6], cfg=2.5, switch_labels=[9, 1], switch_step=3),
+])
+def test_fast_greedy_tokens_equal_eager_with_a_negative_class(reference_model, schedule, settings):
+    eager_tokens, eager_logits = _step_logits(reference_model, schedule, temperature=0, **settings)
+    plain = generate(reference_model, schedule, temperature=0, **{**settings, "negative": None})
+    fast_tokens, fast_logits = _step_logits(reference_model, schedule, temperature=0, fast=True, **settings)
+    release_fast_state(reference_model)
+    assert torch.equal(fast_tokens, eager_tokens)
+    assert not torch.equal(eager_tokens, plain)  # the negative class is really used
+    for eager, fast in zip(eager_logits, fast_logits):
         assert (eager - fast).abs().max().item() < 1e-5
 
 

@@ -26,7 +26,10 @@ FIXTURES = ROOT / "tests" / "fixtures" / "lpd_reference"
 PACK_NAME = "lpd_nodes_under_test"
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 V1_INTERFACE = json.loads((ROOT / "tests" / "fixtures" / "comfy_v1_interface.json").read_text())
-CREATIVE_NODES = {"LPDClassBlend", "LPDVariation", "LPDWideCanvas"}  # added after the V1 nodes: not in that file
+CREATIVE_NODES = {"LPDClassBlend", "LPDVariation", "LPDWideCanvas", "LPDClassMorph"}  # added after the V1 nodes
+# Optional inputs added after the V1 nodes, at the end of their lists: workflows saved before keep their
+# widget values in place (values are stored by position), and a missing one takes its default.
+ADDED_INPUTS = {"LPDSampler": [["negative", "STRING"]], "LPDEditSampler": [["negative", "STRING"]]}
 
 
 def _import_comfyui() -> bool:
@@ -222,15 +225,17 @@ def test_node_definitions(pack):
 
 def test_same_interface_as_the_v1_nodes(pack):
     """Node ids, input names, their order, required/optional, types and outputs are those of the V1 nodes
-    (tests/fixtures/comfy_v1_interface.json, from ComfyUI 0.8.0's /object_info before the conversion), so
-    saved workflows, whose widget values are stored by position, keep loading."""
+    (tests/fixtures/comfy_v1_interface.json, from ComfyUI 0.8.0's /object_info before the conversion), with
+    only the optional inputs of ADDED_INPUTS after them, so saved workflows, whose widget values are stored
+    by position, keep loading."""
     classes = node_classes(pack)
     for name, expected in V1_INTERFACE.items():
         schema = classes[name].define_schema()
         for group in ("required", "optional"):
             declared = [[i.id, "COMBO" if i.io_type == "COMBO" else i.io_type] for i in schema.inputs
                         if i.optional == (group == "optional")]
-            assert declared == expected[group], f"{name} {group}"
+            added = ADDED_INPUTS.get(name, []) if group == "optional" else []
+            assert declared == expected[group] + added, f"{name} {group}"
         assert [o.io_type for o in schema.outputs] == expected["output"]
         assert [o.id for o in schema.outputs] == expected["output_name"]
         assert bool(schema.is_output_node) == expected["output_node"]
@@ -240,7 +245,8 @@ def test_same_interface_as_the_v1_nodes(pack):
             for group in ("required", "optional"):
                 got = [[k, "COMBO" if isinstance(v[0], list) or v[0] == "COMBO" else v[0]]
                        for k, v in info["input"].get(group, {}).items()]
-                assert got == V1_INTERFACE[name][group], f"{name} {group}"
+                added = ADDED_INPUTS.get(name, []) if group == "optional" else []
+                assert got == V1_INTERFACE[name][group] + added, f"{name} {group}"
             assert list(info["output"]) == V1_INTERFACE[name]["output"]
 
 
@@ -350,7 +356,8 @@ def test_sampler_outputs_and_determinism(nodes, model, schedule):
     assert tokens.grid == (8, 8) and tokens.vocab_size == 512 and tokens.labels == [3, 3]
     assert tokens.seeds == [7, 8]
     # defaults resolved from the model (fixture: plain settings, cfg 4 linear)
-    assert tokens.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    assert tokens.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+                               "negative": None}
     same = sampler.execute(model, schedule, 3, 2, 7)[0]
     assert torch.equal(tokens.tokens, same.tokens)
     other = sampler.execute(model, schedule, 3, 2, 8)[0]
@@ -588,7 +595,8 @@ def test_exact_default_sentinels(nodes, model, schedule):
     """-1 means the model's default; any other value below 0 is refused with the valid range."""
     from lpd_core.errors import SettingError
     default = nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, cfg=-1.0, temperature=-1.0, top_p=-1.0)[0]
-    assert default.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    assert default.settings == {"cfg": 4.0, "cfg_schedule": "linear", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+                                "negative": None}
     for name in ("cfg", "temperature", "top_p"):
         with pytest.raises(SettingError, match=rf"{name} must be .*got -0.5"):
             nodes["LPDSampler"].execute(model, schedule, 1, 1, 0, **{name: -0.5})

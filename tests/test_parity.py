@@ -43,6 +43,27 @@ def test_greedy_decoding_matches_reference(name, fast, reference_model, referenc
             assert (logits - t[f"step{k}_logits"]).abs().max().item() <= LOGIT_TOL, f"step {k}"
 
 
+@pytest.mark.parametrize("name", ["greedy_cfg3_linear", "greedy_cfg2_constant"])
+@pytest.mark.parametrize("fast", [False, True], ids=["eager", "fast"])
+def test_null_class_as_the_negative_is_the_reference_guidance(name, fast, reference_model, reference_cases,
+                                                               reference_tensors):
+    """The null class named as every sample's negative class goes through the negative-class path and
+    gives the reference's guided logits and tokens exactly as plain guidance does."""
+    case = _case(reference_cases, name)
+    t = {k.split(".", 1)[1]: v for k, v in reference_tensors.items() if k.startswith(name + ".")}
+    batch = t["orders"].shape[0]
+    step_logits = []
+    tokens = generate(reference_model, labels=t["labels"], orders=t["orders"], group_sizes=case["group_sizes"],
+                      cfg=case["cfg"], cfg_schedule=case.get("cfg_schedule", "linear"), top_k=1, seeds=0,
+                      negative=[None] * batch, callback=lambda s: step_logits.append(s.logits), fast=fast)
+    release_fast_state(reference_model)
+    assert torch.equal(tokens, t["tokens"])
+    checked = [k for k in range(len(step_logits)) if f"step{k}_logits" in t]
+    assert checked
+    for k in checked:
+        assert (step_logits[k] - t[f"step{k}_logits"]).abs().max().item() <= LOGIT_TOL, f"step {k}"
+
+
 def test_vq_decode_matches_reference(reference_vq, reference_tensors):
     with torch.no_grad():
         image = reference_vq.decode(reference_tensors["vq_decode.codes"])
