@@ -1,19 +1,19 @@
 """Cheap live previews of a decode in progress: known tokens as coloured cells, the rest grey.
 
 Running the VQ decoder after every step would cost more than the step itself. Instead, once per
-tokenizer, `build_palette` decodes a few token grids of random codes (one small decoder call),
-takes the mean colour each code's patch comes out with and fits (least squares) a linear map from a
-code's codebook vector to that colour.
-Applying the map to the whole codebook gives one RGB colour per code. A preview frame is then a
-table look-up on the (h, w) token grid, enlarged with nearest-neighbour scaling: microseconds to a
-millisecond, whatever the model size.
+tokenizer, `build_palette` gives every code the colour the tokenizer decodes it to in pictures:
+it draws pictures of flat-coloured shapes, encodes them and decodes their codes (one encoder and
+one decoder pass over 2^16 pixels), and takes the mean decoded colour of each code's patches.
+Codes those pictures never produce get colours inferred from the codes they did.
+A preview frame is then a table look-up on the (h, w) token grid, enlarged with
+nearest-neighbour scaling: microseconds to a millisecond, whatever the model size.
 
     from lpd_core.preview import LivePreview
     preview = LivePreview(tokenizer)
     tokens = generate(model, schedule, labels, callback=lambda s: show(preview.frame(s.tokens, s.known)))
 
-Works with any tokenizer that has `decode_images(codes)`, `quantize.codebook()`, `stride` and
-`vocab_size` (lpd_core's `VQModel`). Never imports ComfyUI.
+Works with any tokenizer that has `encode_images(images)`, `decode_images(codes, grid)`,
+`quantize.codebook()`, `stride` and `vocab_size` (lpd_core's `VQModel`). Never imports ComfyUI.
 """
 
 from __future__ import annotations
@@ -23,47 +23,92 @@ import weakref
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 UNKNOWN_GREY = 0.5  # colour of positions not decoded yet
-_RIDGE = 1e-3  # keeps the fit well posed when few patches are decoded
+PALETTE_PIXELS = 2 ** 16  # pixels encoded and decoded once per tokenizer (4 pictures of 128 px for VQ-16)
+PICTURE_TOKENS = 8  # tokens per side of each picture
+_RIDGE = 1e-2  # keeps the linear map of `inferred_colours` well posed when few codes are seen
+_NEIGHBOURS = 8  # seen codes whose misses correct it
+_SHARPNESS = 10.0  # inverse temperature of the softmax over their cosine similarities
 
 
 @torch.no_grad()
-def build_palette(tokenizer, grids: int = 4, grid_size: int = 8, block: int = 2, seed: int = 0) -> torch.Tensor:
-    """(vocab_size, 3) float32 CPU tensor in [0, 1]: the approximate colour of each code's patch.
+def build_palette(tokenizer, pictures: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+    """(vocab_size, 3) float32 CPU tensor in [0, 1]: the colour each code decodes to in pictures.
 
-    Decodes `grids` token grids of `grid_size`×`grid_size` once (the only decoder call), each made
-    of `block`×`block` squares of one random code, and takes the mean colour of the centre of every
-    square. Blocks rather than single random codes: real images are locally coherent, and a code
-    decoded among random neighbours comes out washed-out (measured on a trained 1024-code tokenizer:
-    correlation with real patch colours 0.86 with 2×2 blocks vs 0.77 without, saturation 0.8 vs
-    0.4 of the real one). Then fits colour ≈ [codebook vector, 1] @ W by ridge-regularised least
-    squares and applies W to the whole codebook.
+    Encodes `pictures` ((B, H, W, 3) in [0, 1], sides multiples of the stride; by default
+    `shape_pictures` of PICTURE_TOKENS × PICTURE_TOKENS tokens, as many as PALETTE_PIXELS holds),
+    decodes their codes, and averages each code's decoded patches over every place it occurs.
+    Colours through a round trip rather than from codes laid out by hand: a code's colour depends
+    on its neighbours, and the encoder puts codes beside the neighbours they have in images
+    (docs/benchmarks.md: on the demo tokenizer, each code decoded in 2×2 blocks of itself paints
+    its samples hardly better than the linear map used before). Pictures like the model's own
+    images give closer colours still. Codes the pictures never produce get `inferred_colours`.
     """
-    codebook = tokenizer.quantize.codebook().detach().float().cpu()  # (V, D)
-    vocab = codebook.shape[0]
-    side = grid_size // block
+    stride, vocab = tokenizer.stride, tokenizer.vocab_size
+    if pictures is None:
+        side = PICTURE_TOKENS * stride
+        pictures = shape_pictures(max(1, PALETTE_PIXELS // side ** 2), side, seed)
+    count, height, width, _ = pictures.shape
+    grid = (height // stride, width // stride)
+    codes = tokenizer.encode_images(pictures)
+    decoded = tokenizer.decode_images(codes, grid).float().cpu()
+    codes = codes.cpu().reshape(-1)
+    patches = decoded.reshape(count, grid[0], stride, grid[1], stride, 3).mean(dim=(2, 4)).reshape(-1, 3)
+    counts = torch.zeros(vocab).index_add_(0, codes, torch.ones(len(codes)))
+    palette = torch.zeros(vocab, 3).index_add_(0, codes, patches) / counts.clamp(min=1)[:, None]
+    seen = counts > 0
+    if not seen.all():
+        palette[~seen] = inferred_colours(tokenizer.quantize.codebook(), seen, palette[seen])
+    return palette.clamp(0, 1)
+
+
+def inferred_colours(codebook: torch.Tensor, seen: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """Colours of the codes not `seen` from the `colours` of those seen: a linear map from codebook
+    vectors to colours fitted on the seen codes (ridge-regularised), plus what that map misses on
+    the seen codes nearest in the codebook, weighted by a softmax over cosine similarity."""
+    codebook = F.normalize(codebook.detach().float().cpu(), dim=-1)
+    features = torch.cat([codebook, torch.ones(len(codebook), 1)], dim=1).double()
+    known = features[seen]
+    gram = known.T @ known + _RIDGE * torch.eye(features.shape[1], dtype=torch.float64)
+    fitted = (features @ torch.linalg.solve(gram, known.T @ colours.double())).float()
+    nearest = (codebook[~seen] @ codebook[seen].T).topk(min(_NEIGHBOURS, len(colours)), dim=1)
+    misses = (colours - fitted[seen])[nearest.indices]
+    return fitted[~seen] + (torch.softmax(_SHARPNESS * nearest.values, dim=1)[..., None] * misses).sum(dim=1)
+
+
+def shape_pictures(count: int, size: int, seed: int = 0) -> torch.Tensor:
+    """(count, size, size, 3) float32 pictures in [0, 1]: two ellipses or rectangles over a flat or
+    graded background, each in a random colour (any hue, saturation 0.4 to 1, value 0.15 to 1),
+    edges anti-aliased over about a pixel. Saturated colours, dark to bright, rather than uniform
+    RGB: colours of drawn things, and closer to the demo model's samples when this was chosen."""
     generator = torch.Generator().manual_seed(seed)
-    codes = torch.randint(0, vocab, (grids, side, side), generator=generator)
-    grid = codes.repeat_interleave(block, 1).repeat_interleave(block, 2).reshape(grids, -1)
-    images = tokenizer.decode_images(grid.to(codebook_device(tokenizer))).float().cpu()  # (B, H, W, 3)
-    square = images.shape[1] // side  # pixels per block
-    margin = square // 4 if block > 1 else 0  # keep the centre: edges mix with the neighbours
-    blocks = images.reshape(grids, side, square, side, square, 3)
-    means = blocks[:, :, margin:square - margin, :, margin:square - margin].mean(dim=(2, 4)).reshape(-1, 3)
-    features = torch.cat([codebook[codes.reshape(-1)], torch.ones(codes.numel(), 1)], dim=1).double()
-    gram = features.T @ features + _RIDGE * torch.eye(features.shape[1], dtype=torch.float64)
-    weights = torch.linalg.solve(gram, features.T @ means.double())  # (D + 1, 3)
-    palette = torch.cat([codebook.double(), torch.ones(vocab, 1, dtype=torch.float64)], dim=1) @ weights
-    return palette.clamp(0, 1).float()
 
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return low + (high - low) * torch.rand(count, *shape, generator=generator)
 
-def codebook_device(tokenizer) -> torch.device:
-    try:
-        return next(tokenizer.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
+    def colours() -> torch.Tensor:  # HSV → RGB, (count, 1, 1, 3)
+        hue, saturation, value = uniform(0, 1, 1, 1, 1), uniform(0.4, 1, 1, 1, 1), uniform(0.15, 1, 1, 1, 1)
+        k = (torch.tensor([5.0, 3.0, 1.0]) + 6 * hue) % 6
+        return value - value * saturation * torch.minimum(k, 4 - k).clamp(0, 1)
+
+    centres = (torch.arange(size) + 0.5) / size
+    y, x = torch.meshgrid(centres, centres, indexing="ij")
+    angle = uniform(0, 2 * math.pi, 1, 1)
+    ramp = ((x - 0.5) * torch.cos(angle) + (y - 0.5) * torch.sin(angle) + 0.5).clamp(0, 1)
+    graded = (uniform(0, 1, 1, 1) < 0.5).float()
+    start, end = colours(), colours()
+    pictures = start + (graded * ramp)[..., None] * (end - start)
+    for _ in range(2):
+        cx, cy, rx, ry = uniform(0, 1, 1, 1), uniform(0, 1, 1, 1), uniform(0.08, 0.38, 1, 1), uniform(0.08, 0.38, 1, 1)
+        dx, dy = (x - cx) / rx, (y - cy) / ry
+        ellipse = uniform(0, 1, 1, 1) < 0.5
+        distance = torch.where(ellipse, torch.sqrt(dx ** 2 + dy ** 2), torch.maximum(dx.abs(), dy.abs()))
+        cover = ((1 - distance) * torch.minimum(rx, ry) * size + 0.5).clamp(0, 1)  # 1 inside, 0 outside
+        pictures = pictures + cover[..., None] * (colours() - pictures)
+    return pictures.clamp(0, 1)
 
 
 _PALETTES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
