@@ -1,16 +1,23 @@
 """Figures for the docs, drawn with the project's own code.
 
     python -m benchmarks.make_figures            # writes docs/samples.png and docs/order_maps.png
+    python -m benchmarks.make_figures --thumbnails out/comfyui-screens/0.33.0   # example_workflows/*.jpg
 
 docs/samples.png: samples of the shipped demo model (`lpd_core/data/demo/`), one row per class,
 at the demo's default steps / cfg, locality order.
 docs/order_maps.png: the step at which each token is decoded, for the locality / random / raster
 orders, on the demo's 8×8 grid and on a 256×256 model's 16×16 grid.
+example_workflows/<name>.jpg: the thumbnail ComfyUI's template browser shows. A template that runs on the
+demo model shows what it saved when the ComfyUI tests ran it in a real ComfyUI (tests/test_comfy_browser.py
+keeps those files); one that needs published weights shows a card: its title, the models it downloads, its
+classes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +26,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from lpd_core import build_schedule, generate, load_model, load_tokenizer
 from lpd_core.checkpoints import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH
+from lpd_core.classes import class_label
 from lpd_core.imaging import order_map_image, to_pil
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+TEMPLATES = DOCS.parent / "example_workflows"
+THUMBNAIL = (512, 384)
+DARK, LIGHT, DIM = (30, 30, 34), (240, 240, 240), (170, 170, 176)
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
 
@@ -105,11 +116,100 @@ def order_maps_figure(path, rows=((8, 8), (16, 20)), seed: int = 0) -> Path:
     return path
 
 
+def _saved_picture(files: list[Path], frames: int = 8) -> Image.Image:
+    """The files one template run saved, one above the other; an animation as a row of `frames` frames."""
+    pictures = []
+    for file in files:
+        image = Image.open(file)
+        count = getattr(image, "n_frames", 1)
+        if count > 1:
+            shots = []
+            for k in np.linspace(0, count - 1, min(frames, count)).round().astype(int):
+                image.seek(int(k))
+                shots.append(image.convert("RGB"))
+            row = Image.new("RGB", (sum(s.width for s in shots) + 2 * (len(shots) - 1), shots[0].height), LIGHT)
+            for k, shot in enumerate(shots):
+                row.paste(shot, (k * (shot.width + 2), 0))
+            pictures.append(row)
+        else:
+            pictures.append(image.convert("RGB"))
+    gap = 8
+    sheet = Image.new("RGB", (max(p.width for p in pictures), sum(p.height for p in pictures) + gap * (len(pictures) - 1)),
+                      DARK)
+    y = 0
+    for picture in pictures:
+        sheet.paste(picture, ((sheet.width - picture.width) // 2, y))
+        y += picture.height + gap
+    return sheet
+
+
+def _result_thumbnail(files: list[Path]) -> Image.Image:
+    """The saved picture as large as it fits, by whole pixels (nearest) when enlarged, centred on dark."""
+    picture = _saved_picture(files)
+    room = (THUMBNAIL[0] - 16, THUMBNAIL[1] - 16)
+    scale = min(room[0] / picture.width, room[1] / picture.height)
+    scale = int(scale) if scale >= 1 else scale
+    picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                             Image.NEAREST if scale >= 1 else Image.LANCZOS)
+    thumbnail = Image.new("RGB", THUMBNAIL, DARK)
+    thumbnail.paste(picture, ((THUMBNAIL[0] - picture.width) // 2, (THUMBNAIL[1] - picture.height) // 2))
+    return thumbnail
+
+
+def _card_thumbnail(workflow: dict) -> Image.Image:
+    """Title (the note's heading), the published files the loaders download, and the classes asked for."""
+    nodes = workflow["nodes"]
+    note = next(n["widgets_values"][0] for n in nodes if n["type"] == "MarkdownNote")
+    title = note.splitlines()[0].lstrip("# ").strip()
+    loaders = [n["widgets_values"][0] for n in nodes if n["type"] in ("LPDModelLoader", "LPDTokenizerLoader")]
+    classes = []
+    for sampler in (n for n in nodes if n["type"] == "LPDSampler"):
+        index, listed = sampler["widgets_values"][0], sampler["widgets_values"][-1]
+        for part in [p.strip() for p in str(listed).split(",") if p.strip()] or [str(index)]:
+            label = class_label(int(part)) if part.isdigit() else part
+            if label not in classes:
+                classes.append(label)
+    card = Image.new("RGB", THUMBNAIL, DARK)
+    draw = ImageDraw.Draw(card)
+    draw.text((24, 24), title, fill=LIGHT, font=_font(30))
+    draw.text((24, 74), "needs " + " + ".join(loaders) + " (downloaded on the first run)", fill=DIM, font=_font(18))
+    y = 130
+    for label in classes[:8]:
+        draw.text((40, y), label, fill=LIGHT, font=_font(22))
+        y += 30
+    return card
+
+
+def thumbnails(saved: Path, out: Path = TEMPLATES) -> list[Path]:
+    """Every template's thumbnail: from the files the ComfyUI tests saved in `saved` (demo templates), or a card."""
+    written = []
+    for path in sorted(TEMPLATES.glob("*.json")):
+        workflow = json.loads(path.read_text())
+        files = sorted(saved.glob(f"{glob_escape(path.stem)}-saved-*"))
+        demo = {n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "LPDModelLoader"} == {"demo"}
+        if demo and not files:
+            raise SystemExit(f"{saved} holds nothing {path.stem} saved: run the ComfyUI tests first (docs/testing.md)")
+        thumbnail = _result_thumbnail(files) if demo else _card_thumbnail(workflow)
+        target = out / f"{path.stem}.jpg"
+        partial = target.with_name(target.name + ".partial")
+        thumbnail.save(partial, "JPEG", quality=90)
+        partial.replace(target)
+        written.append(target)
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(DOCS), help="folder for the PNGs (default: docs/)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--thumbnails", metavar="FOLDER", help=(
+        "write the templates' thumbnails instead, from the files a ComfyUI test run saved in FOLDER "
+        "(out/comfyui-screens/<line>)"))
     args = parser.parse_args()
+    if args.thumbnails:
+        for path in thumbnails(Path(args.thumbnails)):
+            print(path)
+        return
     torch.set_num_threads(2)
     out = Path(args.out)
     print(samples_figure(out / "samples.png", seed=args.seed))

@@ -5,7 +5,9 @@ over another. Run each demo template: its images arrive, the samplers report pro
 console stays free of the pack's errors; the nodes still do not cover each other with the previews shown. Pick a
 class by name on the samplers' class picker, on the canvas and in Nodes 2.0 mode.
 
-Screenshots of every template before and after its run: out/comfyui-screens/<line>/ (git-ignored).
+Screenshots of every template before and after its run, and the files each demo template saved:
+out/comfyui-screens/<line>/ (git-ignored; `python -m benchmarks.make_figures --thumbnails <that folder>` makes the
+templates' thumbnails from the saved files).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +94,17 @@ class Visit:
     record: PageRecord | None = None
 
 
+def _keep_saved_files(comfy, name: str, messages: list[dict]) -> None:
+    """Copies what the template's save nodes wrote beside its screenshots: <name>-saved-<node>-<k>.<ext>."""
+    savers = {str(n["id"]) for n in WORKFLOWS[name]["nodes"] if n["type"].startswith("Save")}
+    for message in messages:
+        data = message.get("data") or {}
+        if message.get("type") == "executed" and str(data.get("node")) in savers:
+            for k, item in enumerate((data.get("output") or {}).get("images", [])):
+                source = comfy.output_file(item)
+                shutil.copyfile(source, SCREENS / f"{name}-saved-{data['node']}-{k}{source.suffix}")
+
+
 @pytest.fixture(scope="session")
 def visit(comfy, browser):
     """Each template visited once per session (a frontend start costs seconds), for the tests to look at."""
@@ -107,6 +121,7 @@ def visit(comfy, browser):
                     seen.finished = tab.run_workflow()
                     tab.screenshot(SCREENS / f"{name}-ran.png")
                     seen.ran, seen.progress = Look.at(tab), tab.progress()
+                    _keep_saved_files(comfy, name, tab.record.messages)
                 seen.record = tab.record
                 visits[name] = seen
             finally:
