@@ -48,6 +48,7 @@ class PageRecord:
     messages: list[dict] = field(default_factory=list)  # JSON websocket messages: {"type", "data"}
     preview_frames: int = 0  # binary websocket frames (live previews)
     console_errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)  # the start of each dialog that opened over the canvas
 
 
 def launch(playwright):
@@ -101,12 +102,12 @@ class Canvas:
         self.close_dialogs()
 
     def close_dialogs(self) -> None:
-        """Closes what opened over the canvas (the missing-models dialog of a template that needs downloads),
-        as an artist would, with Escape."""
+        """Closes what opened over the canvas as an artist would, with Escape, and records its text."""
         dialogs = self.page.locator(".p-dialog:visible")
         for _ in range(3):
             if dialogs.count() == 0:
                 return
+            self.record.dialogs.append(dialogs.first.inner_text()[:300])
             self.page.keyboard.press("Escape")
             self.page.wait_for_timeout(300)
         raise AssertionError(f"a dialog stays open over the canvas: {dialogs.first.inner_text()[:300]!r}")

@@ -132,15 +132,17 @@ def visit(comfy, browser):
 
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_template_opens_readable(visit, name):
-    """Opened from the templates link at 1600×1000: zoomed where titles and widgets are drawn, all of it in
-    view, no node covering another."""
-    look = visit(name).opened
+    """Opened from the templates link at 1600×1000: no dialog over it, zoomed where titles and widgets are drawn,
+    all of it in view, no node covering another."""
+    seen = visit(name)
+    look = seen.opened
     problems = [] if look.zoom >= READABLE_ZOOM else [
         f"opens at {look.zoom:.0%} zoom (titles and widgets are drawn from {READABLE_ZOOM:.0%})"]
     if look.outside:
         problems.append(f"at {look.zoom:.0%}, {len(look.outside)} node(s) lie outside the 1600×1000 view: "
                         + "; ".join(look.outside))
     problems += [f"at {look.zoom:.0%}, {overlap}" for overlap in look.overlaps]
+    problems += [f"a dialog opened over it: {text!r}" for text in seen.record.dialogs]
     assert not problems, f"{name}: " + "\n".join(problems)
 
 

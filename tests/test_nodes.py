@@ -745,14 +745,17 @@ def test_model_and_tokenizer_load_in_one_call(nodes, model, schedule, vq, monkey
 
 
 def test_registry_metadata():
-    """pyproject.toml carries what the Comfy registry reads, and its model list matches the workflows'."""
+    """pyproject.toml carries what the Comfy registry reads, and its model list is the published checkpoints'."""
     import tomllib
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     comfy = project["tool"]["comfy"]
     assert comfy["PublisherId"] and comfy["DisplayName"] and comfy["Icon"].endswith("docs/icon.png")
     assert (ROOT / "docs" / "icon.png").is_file() and comfy["requires-comfyui"] == ">=0.8.0"
     assert project["project"]["urls"]["Repository"].startswith("https://github.com/")
+    from huggingface_hub import hf_hub_url
+
+    from lpd_core.hub import LPD_MODELS, TOKENIZERS
     registry = {Path(m["location"]).name: m["model_url"] for m in comfy["Models"]}
-    for path in (ROOT / "example_workflows").glob("*.json"):
-        for model in json.loads(path.read_text()).get("models", []):
-            assert registry[model["name"]] == model["url"], (path.name, model["name"])
+    published = {f"{entry.name}.pth": hf_hub_url(entry.repo_id, f"{entry.name}.pth") for entry in LPD_MODELS.values()}
+    published |= {entry.filename: hf_hub_url(entry.repo_id, entry.filename) for entry in TOKENIZERS.values()}
+    assert registry == published
