@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 WINDOW = {"width": 1600, "height": 1000}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -95,7 +96,7 @@ class Canvas:
     # ------------------------------------------------------------------------------------ opening
     def open_template(self, name: str, source: str, node_count: int, timeout: float = 60) -> None:
         """Opens an example workflow of a pack by the frontend's template link, as its templates dialog does."""
-        self.page.goto(f"{self.url}/?template={name}&source={source}")
+        self.page.goto(f"{self.url}/?{urlencode({'template': name, 'source': source}, quote_via=quote)}")
         self.wait(f"return {APP}?.graph?.nodes?.length === {node_count}", timeout,
                   f"template {name} did not open with its {node_count} nodes")
         self.settle()
