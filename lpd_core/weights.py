@@ -326,8 +326,8 @@ def _save(module: torch.nn.Module, path, metadata: dict) -> Path:
 def convert(source, destination=None, num_heads: int | None = None) -> Path:
     """Rewrite a checkpoint (model or tokenizer, e.g. a published .pth) as .safetensors with its
     config in the metadata, so that loading it needs no other argument."""
-    source = Path(source)
-    destination = Path(destination) if destination else source.with_suffix(".safetensors")
+    source = as_path(source, "checkpoint", CheckpointError)
+    destination = as_path(destination, "converted checkpoint") if destination else source.with_suffix(".safetensors")
     if destination.suffix != ".safetensors":
         raise CheckpointError(f"the converted file {destination} must end in .safetensors; name it "
                               f"{destination.with_suffix('.safetensors').name}")

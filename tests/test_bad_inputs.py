@@ -161,6 +161,47 @@ def test_unwritable_output_is_refused_before_any_work(out, words, capsys, tmp_pa
     assert snapshot(tmp_path, bad) == before
 
 
+# Paths the system cannot look up: answered as the path's problem, not as a traceback from os.stat
+
+LONG_NAME = "a" * 300  # longer than any file system takes for one name (255 bytes)
+UNUSABLE_PATHS = [
+    (["generate", "--class", "1", "--model", "{tmp}/loop", "--out", "{tmp}/x.png"],
+     ["the checkpoint", "loop cannot be used: Too many levels of symbolic links", "check the path"]),
+    (["generate", "--class", "1", "--tokenizer", "{tmp}/loop", "--out", "{tmp}/x.png"],
+     ["the checkpoint", "loop cannot be used: Too many levels of symbolic links"]),
+    (["generate", "--class", "1", "--model", "{tmp}/" + LONG_NAME + ".safetensors", "--out", "{tmp}/x.png"],
+     ["the checkpoint", "cannot be used: File name too long", "…"]),
+    (["generate", "--class", "1", "--out", "{tmp}/" + LONG_NAME + ".png"],
+     ["the output image", "cannot be used: File name too long", "choose another"]),
+    (["generate", "--class", "1", "--out", "{tmp}/loop/x.png"],
+     ["the output image", "loop/x.png cannot be used: Too many levels of symbolic links"]),
+    (["sample-many", "--num-images", "2", "--out", "{tmp}/loop/run"],
+     ["the --out folder", "cannot be used: Too many levels of symbolic links"]),
+    (["sample-many", "--num-images", "2", "--out", "{tmp}/" + LONG_NAME],
+     ["the --out folder", "cannot be used: File name too long"]),
+    (["convert", "{tmp}/loop"], ["the checkpoint", "loop cannot be used: Too many levels of symbolic links"]),
+    (["convert", str(DEMO_MODEL_PATH), "{tmp}/loop/x.safetensors"],
+     ["the converted checkpoint", "cannot be used: Too many levels of symbolic links"]),
+    (["convert", "{tmp}/folder"], ["folder is a folder, not a checkpoint file", "name the .safetensors or .pth file"]),
+    (["download", "vq_ds16_c2i", "--models-dir", "{tmp}/loop"],
+     ["the models folder", "cannot be used: Too many levels of symbolic links"]),
+]
+
+
+@pytest.mark.parametrize("args, words", UNUSABLE_PATHS,
+                         ids=["model loop", "tokenizer loop", "model long", "out long", "out in loop",
+                              "sample-many in loop", "sample-many long", "convert loop", "convert to loop",
+                              "convert folder", "download loop"])
+def test_a_path_the_system_cannot_look_up_is_named(args, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")  # a link to itself
+    (tmp_path / "folder").mkdir()
+    status, stderr = cli(capsys, *[a.format(tmp=tmp_path) for a in args])
+    assert_one_line(status, stderr, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "loop"]
+    assert list((tmp_path / "folder").iterdir()) == []
+
+
 OTHER_COMMANDS = [
     (["schedule", "--grid", "0", "--steps", "1"], ["--grid must be at least 1"]),
     (["schedule", "--resolution", "8", "--steps", "1"], ["--resolution must be at least 16"]),
