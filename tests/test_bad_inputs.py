@@ -85,6 +85,7 @@ GENERATE = [
     (["--cfg", "-2"], ["cfg must be a finite number at least 0", "got -2"]),
     (["--temperature", "nan"], ["temperature must be a finite number", "0 is greedy"]),
     (["--temperature", "-1"], ["temperature must be a finite number at least 0", "got -1"]),
+    (["--temperature", "1e308"], ["temperature must be a finite number at least 0 and at most 1000", "got 1e+308"]),
     (["--top-p", "0"], ["top_p must be a finite number more than 0 and at most 1", "1 turns nucleus filtering off"]),
     (["--top-p", "1.5"], ["top_p must be", "at most 1", "got 1.5"]),
     (["--top-k", "-1"], ["top_k must be at least 0", "0 turns top-k filtering off"]),
@@ -101,6 +102,9 @@ GENERATE = [
     (["--class", " , "], ["no class given", "use an index from 0 to 9"]),
     (["--device", "cuda"], ["device 'cuda:0' is not available", "use --device cpu"]),
     (["--device", "warp-drive"], ["unknown device 'warp-drive'", "use auto, cpu, cuda"]),
+    (["--switch-class", "star", "--switch-step", "-1"], ["switch_step must be at least 0, got -1"]),
+    # known to be too late once the model's steps are: still before the first decode step
+    (["--switch-class", "star", "--switch-step", "8"], ["switch_step must be between 0 and 7, got 8"]),
 ]
 
 
@@ -426,9 +430,10 @@ GENERATE_API = [
     (dict(cfg=None), "cfg must be a number, got None"),
     (dict(cfg_schedule="cosine"), "unknown cfg schedule 'cosine'; choose one of linear, constant"),
     (dict(cfg_schedule=None), "unknown cfg schedule None"),
-    (dict(temperature=float("nan")), "temperature must be a finite number at least 0, got nan"),
+    (dict(temperature=float("nan")), "temperature must be a finite number at least 0 and at most 1000, got nan"),
     (dict(temperature=-0.5), "temperature must be a finite number at least 0"),
     (dict(temperature=1e-30), "temperature 1e-30 is too small to sample with"),
+    (dict(temperature=1e39), "temperature must be a finite number at least 0 and at most 1000, got 1e+39"),
     (dict(top_k=-1), "top_k must be at least 0, got -1"),
     (dict(top_k=1.5), "top_k must be a whole number, got 1.5"),
     (dict(top_p=float("nan")), "top_p must be a finite number more than 0 and at most 1, got nan"),
