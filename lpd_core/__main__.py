@@ -511,10 +511,10 @@ def run_wide(args) -> None:
         classes, words = dict(tile_labels=tile_labels, batch=args.batch), " → ".join(map(str, tile_labels))
     else:
         (label,) = tile_labels
-        classes, words = dict(labels=[label] * args.batch), str(label)
+        classes, words = dict(labels=[label], batch=args.batch), str(label)  # one class for every canvas
         if args.to_mix is not None:
             to_label = label_or_mix(parse_class_mix(args.to_mix, model))
-            classes["to_labels"], words = [to_label] * args.batch, f"{label} → {to_label}"
+            classes["to_labels"], words = [to_label], f"{label} → {to_label}"
     result = wide_canvas(model, tokenizer, width=columns, height=rows, overlap=args.overlap, **classes,
                          **_sampling(args, settings, device, model))
     save_image(image_grid(result.images, columns=1), args.out)

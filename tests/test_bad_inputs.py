@@ -215,6 +215,9 @@ OTHER_COMMANDS = [
     (["wide", "--class", "1", "--width", "16", "--out", "{tmp}/w.png"], [
         "the canvas must be at least the model's 32×32 px (8×8 tokens) on each side, got 16×32 px (4×8 tokens)"]),
     (["wide", "--class", "1", "--width", "30", "--out", "{tmp}/w.png"], ["--width 30 px is not a multiple", "28 or 32"]),
+    # the memory is checked before a label or a seed is made per canvas (a list of 10^9 of them took minutes)
+    (["wide", "--class", "1", "--to-class", "2", "--width", "64", "--batch", "1000000000", "--out", "{tmp}/w.png"],
+     ["holding 1000000000 images needs", "images fit in one run: ask for fewer"]),
     (["vary", "--image", "{bad}/picture.png", "--class", "1", "--count", "100000000", "--out", "{tmp}/v.png"],
      ["holding 100000000 images needs", "images fit in one run: ask for fewer"]),
     (["vary", "--image", "{bad}/two", "--class", "1", "--out", "{tmp}/v.png"], ["cannot read --image", "PNG or JPEG"]),
@@ -601,6 +604,7 @@ CREATIVE_API = [
     ("wide", dict(width=24, steps=-1), "steps must be at least 1, got -1"),
     ("wide", dict(width=24, top_p=0.0), "top_p must be a finite number more than 0"),
     ("wide", dict(width=10**9), "needs"),  # a canvas far larger than memory
+    ("wide", dict(width=24, batch=10**9), "holding 1000000000 images needs"),
     ("edit", dict(callback=3), "callback must be a function"),
     ("edit", dict(composite="no"), "composite must be True or False, got 'no'"),
     ("edit", dict(mask=[[1.0]]), "the mask must be a torch tensor"),
