@@ -538,6 +538,8 @@ def run_morph(args) -> None:
     from .schedule import build_schedule
 
     device, model, tokenizer, settings = _load(args, *files)
+    side = model.config.grid_size * tokenizer.stride
+    tokenizer.images_at_once(frames, side, side)  # NotEnoughMemoryError before the progress bar starts
     start = label_or_mix(parse_class_mix(args.mix, model))
     end = label_or_mix(parse_class_mix(args.to_mix, model))
     schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=args.seed,

@@ -221,6 +221,8 @@ OTHER_COMMANDS = [
     (["vary", "--image", "{bad}/picture.png", "--class", "1", "--count", "100000000", "--out", "{tmp}/v.png"],
      ["holding 100000000 images needs", "images fit in one run: ask for fewer"]),
     (["vary", "--image", "{bad}/two", "--class", "1", "--out", "{tmp}/v.png"], ["cannot read --image", "PNG or JPEG"]),
+    (["morph", "--class", "1", "--to-class", "2", "--frames", "1000000000", "--out", "{tmp}/m.webp"],
+     ["holding 1000000000 images needs", "images fit in one run: ask for fewer"]),
     (["schedule", "--grid", "4", "--steps", "4", "--seed", "-3"], ["seed must be between 0 and"]),
     (["schedule", "--grid", "4", "--steps", "4", "--out", "{tmp}/map.xyz"], ["map.xyz has no image extension", "map.png"]),
     (["convert", "{bad}/empty.pth"], ["empty.pth is empty (0 bytes)"]),
@@ -630,6 +632,14 @@ def test_edit_vary_wide_refuse_with_the_words(entry, change, words, demo):
         else:
             edit(model, tokenizer, change.pop("images", picture()), change.pop("mask", full_mask()), labels, **change)
     assert words in str(caught.value), str(caught.value)
+
+
+def test_a_morph_of_more_frames_than_memory_holds_is_refused_before_any_frame_is_planned(demo):
+    from lpd_core import build_schedule
+    from lpd_core.morph import class_morph
+    model, tokenizer = demo
+    with pytest.raises(errors.NotEnoughMemoryError, match="holding 1000000000 images needs .* ask for fewer"):
+        class_morph(model, tokenizer, 1, 2, schedule=build_schedule(8, steps=8), frames=10**9)
 
 
 def test_model_and_tokenizer_swapped_or_of_another_kind(demo):
