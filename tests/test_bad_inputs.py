@@ -273,6 +273,34 @@ def test_sample_many_refuses_before_the_folder_exists(args, words, capsys, tmp_p
     assert not out.exists() and snapshot(tmp_path) == {}
 
 
+@pytest.mark.parametrize("name, make, words", [
+    ("images", lambda path: path.write_text("notes"), ["images is a file", "keeps the folder of its PNGs there",
+                                                       "move it away, or use another --out folder"]),
+    ("manifest.json", lambda path: path.mkdir(), ["manifest.json is a folder", "keeps its manifest file there"]),
+], ids=["images is a file", "manifest is a folder"])
+def test_sample_many_refuses_a_folder_whose_entries_are_of_the_other_kind(name, make, words, capsys, tmp_path,
+                                                                          monkeypatch):
+    import lpd_core.bulk
+    monkeypatch.setattr(lpd_core.bulk, "load_pair", lambda *a, **k: pytest.fail("loaded a model"))
+    (tmp_path / "run").mkdir()
+    make(tmp_path / "run" / name)
+    before = snapshot(tmp_path)
+    status, stderr = cli(capsys, "sample-many", "--num-images", "2", "--no-progress", "--out", tmp_path / "run")
+    assert_one_line(status, stderr, *words)
+    assert snapshot(tmp_path) == before
+
+
+def test_sample_many_packs_a_finished_run_again_when_its_npz_is_damaged(capsys, tmp_path):
+    run = tmp_path / "run"
+    args = ["sample-many", "--num-images", "2", "--no-progress", "--out", run]
+    assert cli(capsys, *args)[0] == 0
+    npz = run / "samples_2x32x32x3.npz"
+    good = npz.read_bytes()
+    npz.write_bytes(good[:100])  # cut short outside sample-many (a copy, a full disk)
+    assert cli(capsys, *args)[0] == 0
+    assert npz.read_bytes() == good
+
+
 def test_sample_many_out_is_a_file(capsys, tmp_path):
     (tmp_path / "run").write_text("notes")
     before = snapshot(tmp_path)
