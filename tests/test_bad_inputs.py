@@ -53,11 +53,13 @@ def bad(tmp_path_factory):
     (folder / "truncated.pth").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     Image.new("RGB", (8, 8), "red").save(folder / "picture.png")
     shutil.copy(folder / "picture.png", folder / "picture.pth")  # a PNG with a checkpoint's name
+    torch.save({"weight": torch.zeros(3)}, folder / "neither.pth")  # a state dict of some other network
     (folder / "two").mkdir()
     (folder / "two" / "a.pth").write_bytes(b"x")
     (folder / "two" / "b.pth").write_bytes(b"y")
     (folder / "a_file").write_text("a file, not a folder")
     (folder / "out_folder").mkdir()
+    (folder / "empty_folder").mkdir()
     (folder / "good.png").write_bytes((folder / "picture.png").read_bytes())
     return folder
 
@@ -134,6 +136,11 @@ FILES = [
     ("--model", "no_such_model", ["no file or folder", "not a known model name", "lpd_l_256"]),
     ("--model", str(DEMO_TOKENIZER_PATH), ["is not an LPD checkpoint", "it is a VQ tokenizer: pass it as the tokenizer"]),
     ("--tokenizer", str(DEMO_MODEL_PATH), ["is not a VQ tokenizer checkpoint", "it is an LPD model: pass it as the model"]),
+    ("--model", "neither.pth", ["neither.pth is not an LPD checkpoint (no pos_embed); pass an LPD model file",
+                                "python -m lpd_core download lpd_l_256"]),
+    ("--tokenizer", "neither.pth", ["neither.pth is not a VQ tokenizer checkpoint", "pass a VQ tokenizer file",
+                                    "python -m lpd_core download vq_ds16_c2i"]),
+    ("--model", "empty_folder", ["empty_folder holds 0 checkpoint files (none)", "name the file instead"]),
 ]
 
 
