@@ -677,6 +677,19 @@ def test_a_morph_of_more_frames_than_memory_holds_is_refused_before_any_frame_is
         class_morph(model, tokenizer, 1, 2, schedule=build_schedule(8, steps=8), frames=10**9)
 
 
+@pytest.mark.parametrize("images, change, words", [
+    (torch.rand(2, 8, 8, 3), dict(columns=-1), "columns must be at least 0, got -1"),
+    (torch.rand(2, 8, 8, 3), dict(columns=1.5), "columns must be a whole number, got 1.5"),
+    (torch.rand(2, 8, 8, 3), dict(padding=-5), "padding must be at least 0, got -5"),
+    (torch.rand(0, 8, 8, 3), {}, "no images to lay out in a grid: give at least one image"),
+], ids=["columns -1", "columns 1.5", "padding -5", "no images"])
+def test_image_grid_refuses_with_the_words(images, change, words):
+    from lpd_core.imaging import image_grid
+    with pytest.raises(errors.SettingError) as caught:  # were PIL's ValueError and a ZeroDivisionError
+        image_grid(images, **change)
+    assert words in str(caught.value), str(caught.value)
+
+
 def test_model_and_tokenizer_swapped_or_of_another_kind(demo):
     from lpd_core.editing import edit
     from lpd_core.variation import vary
