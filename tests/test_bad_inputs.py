@@ -240,6 +240,10 @@ OTHER_COMMANDS = [
     (["convert", str(DEMO_MODEL_PATH), "{tmp}/x.safetensors", "--num-heads", "0"], ["--num-heads must be at least 1"]),
     (["download", "lpd_s_256", "--models-dir", "{tmp}/models"], ["unknown checkpoint 'lpd_s_256'", "lpd_l_256"]),
     (["download", "vq_ds16_c2i", "--models-dir", "{bad}/a_file"], ["a_file is a file", "give a folder"]),
+    (["download", "vq_ds16_c2i", "--filename", "../../etc/passwd", "--models-dir", "{tmp}/models"],
+     ["must name a file inside the repository", "got '../../etc/passwd'", "leave it out"]),
+    (["download", "vq_ds16_c2i", "--filename", "/etc/passwd", "--models-dir", "{tmp}/models"],
+     ["must name a file inside the repository", "got '/etc/passwd'"]),
     (["download", "vq_ds16_c2i", "--models-dir", "{bad}/hand"], ["vq_ds16_c2i.pt is empty (0 bytes)",
                                                                    "delete it and run python -m lpd_core download vq_ds16_c2i again"]),
 ]
