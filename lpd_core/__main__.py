@@ -33,7 +33,7 @@ from .files import check_animation_path, check_image_path
 from .hub import TOKENIZER_STRIDE
 from .settings import (CFG_SCHEDULES, EASINGS, check_count, check_easing, check_fps, check_frames, check_integer,
                        check_layout_steps, check_negative, check_pixels, check_proximity, check_seed, check_strength,
-                       check_values, seeds_for)
+                       check_switch_step, check_values, seeds_for)
 
 EXAMPLES = """examples:
   {prog} generate --class 3 --out demo.png
@@ -217,6 +217,8 @@ def run_generate(args) -> None:
     _check_settings(args)
     if (args.switch_class is None) != (args.switch_step is None):
         raise SettingError("--switch-class and --switch-step go together: give both, or neither")
+    if args.switch_step is not None:
+        check_switch_step(args.switch_step)
     files = _find_checkpoints(args)
 
     from . import generate
@@ -228,6 +230,8 @@ def run_generate(args) -> None:
     schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=args.seed,
                               proximity=args.proximity, repulsion=settings.repulsion)
     negative = _negative(args, model, settings)
+    if args.switch_step is not None:
+        check_switch_step(args.switch_step, schedule.steps)
     bar, advance = _step_progress(schedule.steps)
     tokens = generate(model, schedule, labels, cfg=settings.cfg, cfg_schedule=settings.cfg_schedule,
                       temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
@@ -507,10 +511,10 @@ def run_wide(args) -> None:
         classes, words = dict(tile_labels=tile_labels, batch=args.batch), " → ".join(map(str, tile_labels))
     else:
         (label,) = tile_labels
-        classes, words = dict(labels=[label] * args.batch), str(label)
+        classes, words = dict(labels=[label], batch=args.batch), str(label)  # one class for every canvas
         if args.to_mix is not None:
             to_label = label_or_mix(parse_class_mix(args.to_mix, model))
-            classes["to_labels"], words = [to_label] * args.batch, f"{label} → {to_label}"
+            classes["to_labels"], words = [to_label], f"{label} → {to_label}"
     result = wide_canvas(model, tokenizer, width=columns, height=rows, overlap=args.overlap, **classes,
                          **_sampling(args, settings, device, model))
     save_image(image_grid(result.images, columns=1), args.out)
@@ -534,6 +538,8 @@ def run_morph(args) -> None:
     from .schedule import build_schedule
 
     device, model, tokenizer, settings = _load(args, *files)
+    side = model.config.grid_size * tokenizer.stride
+    tokenizer.images_at_once(frames, side, side)  # NotEnoughMemoryError before the progress bar starts
     start = label_or_mix(parse_class_mix(args.mix, model))
     end = label_or_mix(parse_class_mix(args.to_mix, model))
     schedule = build_schedule(model.config.grid_size, steps=settings.steps, order=args.order, seed=args.seed,

@@ -148,11 +148,12 @@ def wide_canvas(model: LPD, tokenizer: VQModel, labels=None, *, width: int, heig
     num_classes = model.config.num_classes
     given = check_labels(labels, num_classes)
     batch = (1 if given is None else len(given)) if batch is None else check_count("batch size", batch)
+    # the canvases fit in memory: before any work, and before anything is made per canvas (labels, seeds)
+    tokenizer.images_at_once(batch, height * stride, width * stride)
     classes = tile_classes(tiles, grid, width, height, num_classes, batch, labels, to_labels, tile_labels)
     check_negative(negative, settings.cfg)
     check_negative_classes(negative, num_classes, batch)
     seeds = seeds_for(seed, batch)
-    tokenizer.images_at_once(batch, height * stride, width * stride)  # the canvases fit in memory, before any work
     device = model.pos_embed.device
     canvas = torch.zeros(batch, height, width, dtype=torch.long, device=device)
     made = torch.zeros(height, width, dtype=torch.bool)

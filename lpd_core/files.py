@@ -64,10 +64,26 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def as_path(path, what: str, error=OutputError) -> Path:
-    """A path given as text or a Path; `error` (naming `what`) for anything else."""
+    """A path given as text or a Path that the system can look up; `error` (naming `what`) for
+    anything else: not a path, a name too long, a loop of symbolic links, a folder that cannot be
+    searched. A path that does not exist (yet) is fine."""
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise error(f"the {what} is named by its path (text or a pathlib.Path), got {path!r}")
-    return Path(path)
+    path = Path(path)
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):  # not there (yet), or under a file: the callers say which
+        pass
+    except OSError as failure:  # pathlib's exists()/is_dir() raise these instead of answering
+        raise error(f"the {what} {_shortened(path)} cannot be used: {failure.strerror or failure}; "
+                    f"check the path, or choose another") from None
+    return path
+
+
+def _shortened(path: Path, keep: int = 120) -> str:
+    """`path` for a message: whole, or its start and end around "…" when it is very long."""
+    text = str(path)
+    return text if len(text) <= keep else f"{text[:keep // 2]}…{text[-keep // 2:]}"
 
 
 def check_writable(path, what: str = "output") -> Path:
@@ -108,6 +124,9 @@ def checkpoint_format(path) -> str:
     "torch-zip" (torch.save's format) or "torch-pickle" (the legacy one). CheckpointError, naming
     the file and what to do, for a missing, empty, truncated or non-checkpoint file."""
     path = as_path(path, "checkpoint", CheckpointError)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; name the .safetensors or .pth file "
+                              f"inside it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; check the path, or {GET_AGAIN}")
     size = path.stat().st_size

@@ -26,7 +26,7 @@ from .model import LPD
 from .sampling import guidance_table, seed_uniforms
 from .schedule import Schedule
 from .settings import (GenerationSettings, check_count, check_flag, check_group_sizes, check_integer,
-                       check_negative, check_seed, check_settings, seed_of)
+                       check_negative, check_seed, check_settings, check_switch_step, seed_of)
 from .step import DecodeBuffers, EagerStep, Sampling, StepPlan, plan_steps
 
 LOOP_RANGE = "lpd_core.decode_loop"  # profiler range of the step loop (see tests/test_step.py)
@@ -192,7 +192,7 @@ def _check_run(model, schedule, labels, batch, orders, group_sizes, cfg, cfg_sch
         raise SettingError("a class switch needs both switch_labels and switch_step")
     switched = labels
     if switch_step is not None:
-        switch_step = check_integer("switch_step", switch_step, 0, len(group_sizes) - known_steps - 1)
+        switch_step = check_switch_step(switch_step, len(group_sizes) - known_steps)
         switched = check_labels(switch_labels, num_classes, batch, "switch labels")
     check_negative(negative, settings.cfg)
     negative, keeps_null = check_negative_classes(negative, num_classes, batch)

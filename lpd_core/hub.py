@@ -49,7 +49,7 @@ from huggingface_hub import (HfApi, constants, get_hf_file_metadata, get_session
 from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.utils import tqdm as hf_tqdm
 
-from .errors import CheckpointError, DownloadError
+from .errors import CheckpointError, DownloadError, SettingError
 from .files import atomic_write, check_output_folder, checkpoint_format
 from .settings import check_integer
 
@@ -204,6 +204,19 @@ def _pick_checkpoint(files: list[str], where: str) -> str | None:
     return None
 
 
+def check_filename(filename: str | None) -> str | None:
+    """A file name inside a Hub repository (None: let the repository decide): relative, with no
+    '..' or empty parts, so it names the same file in the repository and under the models folder."""
+    if filename is None:
+        return None
+    parts = filename.replace("\\", "/").split("/") if isinstance(filename, str) else None
+    if not parts or filename.startswith(("/", "\\")) or any(part in ("", ".", "..") for part in parts):
+        raise SettingError(f"the file name must name a file inside the repository (e.g. vq_ds16_c2i.pt, or "
+                           f"a path under the repository like weights/model.safetensors), got {filename!r}; "
+                           f"leave it out to take the repository's checkpoint")
+    return filename
+
+
 def resolve_local(
     name_or_entry: str | Checkpoint, folder: str | os.PathLike, filename: str | None = None
 ) -> Path | None:
@@ -216,7 +229,7 @@ def resolve_local(
     entry = get_checkpoint(name_or_entry)
     folder = Path(folder)
     own_folder = folder / entry.name
-    wanted = filename or entry.filename
+    wanted = check_filename(filename) or entry.filename
     if wanted:
         candidates = [own_folder / wanted, folder / wanted]
     else:
@@ -399,6 +412,7 @@ def download(
     """
     entry = get_checkpoint(name_or_entry)
     folder = Path(folder)
+    filename = check_filename(filename)
     existing = resolve_local(entry, folder, filename)
     if existing is not None:
         repo_name = filename or entry.filename or _name_in_repo(existing, folder / entry.name)

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import SettingError
 from .files import ANIMATION_FORMATS, IMAGE_FORMATS, atomic_write, check_animation_path, check_image_path
+from .settings import check_integer
 
 
 def save_image(picture: Image.Image, path) -> Path:
@@ -37,8 +39,13 @@ def to_pil(image: torch.Tensor | np.ndarray) -> Image.Image:
 
 
 def image_grid(images, columns: int | None = None, padding: int = 2) -> Image.Image:
-    """(B, H, W, 3) images in [0, 1] → one PIL image, `columns` per row (default: near square)."""
+    """(B, H, W, 3) images in [0, 1] → one PIL image, `columns` per row (default, or 0: near
+    square), `padding` white pixels between them."""
     count = len(images)
+    if count == 0:
+        raise SettingError("no images to lay out in a grid: give at least one image")
+    columns = check_integer("columns", columns, 0) if columns is not None else 0
+    padding = check_integer("padding", padding, 0)
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
     height, width = images[0].shape[:2]

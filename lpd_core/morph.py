@@ -101,13 +101,14 @@ def class_morph(model: LPD, tokenizer: VQModel, start, end, *, schedule: Schedul
         raise SettingError(f"schedule must be an lpd_core Schedule (lpd_core.build_schedule), got "
                            f"{type(schedule).__name__}")
     seed = check_seed(seed)
+    side = model.config.grid_size * tokenizer.stride
+    # the frames fit in memory: before any work, and before anything is made per frame (weights, mixes)
+    tokenizer.images_at_once(check_frames(frames), side, side)
     weights = morph_weights(frames, easing)
     layout_steps = default_layout_steps(schedule.steps) if layout_steps is None \
         else check_layout_steps(layout_steps, schedule.steps)
     settings = resolve_settings(model, steps=schedule.steps, cfg=cfg, cfg_schedule=cfg_schedule,
                                 temperature=temperature, top_k=top_k, top_p=top_p)
-    side = model.config.grid_size * tokenizer.stride
-    tokenizer.images_at_once(len(weights), side, side)  # the frames fit in memory, before any work
     classes = frame_classes(start, end, weights, model.config.num_classes, layout_steps)
     tokens = generate(model, schedule, **classes, seeds=[seed] * len(weights), cfg=settings.cfg,
                       cfg_schedule=settings.cfg_schedule, temperature=settings.temperature, top_k=settings.top_k,

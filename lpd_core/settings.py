@@ -27,6 +27,9 @@ MAX_CFG = 1000.0
 # Logits are divided by the temperature in float32: below this they overflow to infinity (NaN
 # probabilities), and a temperature this small already samples the most likely token.
 MIN_TEMPERATURE = 1e-4
+# Far above where sampling is as good as uniform over the codes; the fast path keeps the temperature
+# in a float32 tensor, which cannot hold numbers beyond about 3.4e38.
+MAX_TEMPERATURE = 1000.0
 
 # What to do about each setting, appended to its range error.
 _HINTS = {
@@ -124,8 +127,8 @@ def check_flag(name: str, value) -> bool:
 
 
 def check_temperature(temperature) -> float:
-    """0 (greedy) or a finite number of at least `MIN_TEMPERATURE`."""
-    temperature = check_number("temperature", temperature, 0.0)
+    """0 (greedy) or a finite number from `MIN_TEMPERATURE` to `MAX_TEMPERATURE`."""
+    temperature = check_number("temperature", temperature, 0.0, MAX_TEMPERATURE)
     if 0 < temperature < MIN_TEMPERATURE:
         raise SettingError(f"temperature {temperature:g} is too small to sample with (the least is "
                            f"{MIN_TEMPERATURE:g}); use 0 for greedy decoding, which is what it comes to")
@@ -185,6 +188,12 @@ def check_negative(negative, cfg: float) -> None:
     if negative is not None and cfg == 1.0:
         raise SettingError("a negative class works through guidance, which is off at cfg 1: set cfg above 1 "
                            "(e.g. the model's default), or leave the negative class out")
+
+
+def check_switch_step(switch_step, steps: int | None = None) -> int:
+    """The decode step (0-based) at which a class switch takes over: 0 or more, and before the last
+    of the `steps` generated steps when they are known."""
+    return check_integer("switch_step", switch_step, 0, None if steps is None else steps - 1)
 
 
 def check_frames(frames) -> int:

@@ -264,7 +264,9 @@ def load_model(path, device="cpu", dtype="fp32", num_heads: int | None = None, r
     resolve_dtype(dtype, device)  # checked before the file is read
     state_dict, metadata = read_checkpoint(path)
     if not is_lpd_state_dict(state_dict):
-        raise CheckpointError(f"{path} is not an LPD checkpoint (no pos_embed){'; it is a VQ tokenizer: pass it as the tokenizer' if is_tokenizer_state_dict(state_dict) else ''}")
+        raise CheckpointError(f"{path} is not an LPD checkpoint (no pos_embed); "
+                              + ("it is a VQ tokenizer: pass it as the tokenizer" if is_tokenizer_state_dict(state_dict)
+                                 else "pass an LPD model file (e.g. python -m lpd_core download lpd_l_256)"))
     config = lpd_config_for(state_dict, metadata, num_heads, path)
     with torch.device("meta"):
         model = LPD(config)
@@ -285,8 +287,9 @@ def load_tokenizer(path, device="cpu", dtype="fp32", run_on=None) -> VQModel:
     resolve_dtype(dtype, device)  # checked before the file is read
     state_dict, _ = read_checkpoint(path)
     if not is_tokenizer_state_dict(state_dict):
-        raise CheckpointError(f"{path} is not a VQ tokenizer checkpoint (no {TOKENIZER_KEY})"
-                              f"{'; it is an LPD model: pass it as the model' if is_lpd_state_dict(state_dict) else ''}")
+        raise CheckpointError(f"{path} is not a VQ tokenizer checkpoint (no {TOKENIZER_KEY}); "
+                              + ("it is an LPD model: pass it as the model" if is_lpd_state_dict(state_dict)
+                                 else "pass a VQ tokenizer file (e.g. python -m lpd_core download vq_ds16_c2i)"))
     try:
         config = VQConfig.from_state_dict(state_dict)
         with torch.device("meta"):
@@ -326,8 +329,8 @@ def _save(module: torch.nn.Module, path, metadata: dict) -> Path:
 def convert(source, destination=None, num_heads: int | None = None) -> Path:
     """Rewrite a checkpoint (model or tokenizer, e.g. a published .pth) as .safetensors with its
     config in the metadata, so that loading it needs no other argument."""
-    source = Path(source)
-    destination = Path(destination) if destination else source.with_suffix(".safetensors")
+    source = as_path(source, "checkpoint", CheckpointError)
+    destination = as_path(destination, "converted checkpoint") if destination else source.with_suffix(".safetensors")
     if destination.suffix != ".safetensors":
         raise CheckpointError(f"the converted file {destination} must end in .safetensors; name it "
                               f"{destination.with_suffix('.safetensors').name}")

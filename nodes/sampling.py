@@ -235,7 +235,9 @@ class LPDSampler(io.ComfyNode):
                 temperature=DEFAULT, top_k=DEFAULT, top_p=DEFAULT, tokenizer=None, classes="", negative=""):
         from lpd_core import generate
         from lpd_core.classes import resolve_classes
+        from lpd_core.settings import check_count
 
+        batch_size = check_count("batch size", batch_size)  # before the labels are repeated by it
         wanted = resolve_classes(classes, model.module) if classes and classes.strip() else [int(class_index)]
         labels = [label for label in wanted for _ in range(batch_size)]
         sampler = SamplerRun(model, tokenizer, count=len(labels), seed=seed, steps=schedule.steps, cfg=cfg,

@@ -53,11 +53,13 @@ def bad(tmp_path_factory):
     (folder / "truncated.pth").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     Image.new("RGB", (8, 8), "red").save(folder / "picture.png")
     shutil.copy(folder / "picture.png", folder / "picture.pth")  # a PNG with a checkpoint's name
+    torch.save({"weight": torch.zeros(3)}, folder / "neither.pth")  # a state dict of some other network
     (folder / "two").mkdir()
     (folder / "two" / "a.pth").write_bytes(b"x")
     (folder / "two" / "b.pth").write_bytes(b"y")
     (folder / "a_file").write_text("a file, not a folder")
     (folder / "out_folder").mkdir()
+    (folder / "empty_folder").mkdir()
     (folder / "good.png").write_bytes((folder / "picture.png").read_bytes())
     return folder
 
@@ -85,6 +87,7 @@ GENERATE = [
     (["--cfg", "-2"], ["cfg must be a finite number at least 0", "got -2"]),
     (["--temperature", "nan"], ["temperature must be a finite number", "0 is greedy"]),
     (["--temperature", "-1"], ["temperature must be a finite number at least 0", "got -1"]),
+    (["--temperature", "1e308"], ["temperature must be a finite number at least 0 and at most 1000", "got 1e+308"]),
     (["--top-p", "0"], ["top_p must be a finite number more than 0 and at most 1", "1 turns nucleus filtering off"]),
     (["--top-p", "1.5"], ["top_p must be", "at most 1", "got 1.5"]),
     (["--top-k", "-1"], ["top_k must be at least 0", "0 turns top-k filtering off"]),
@@ -101,6 +104,9 @@ GENERATE = [
     (["--class", " , "], ["no class given", "use an index from 0 to 9"]),
     (["--device", "cuda"], ["device 'cuda:0' is not available", "use --device cpu"]),
     (["--device", "warp-drive"], ["unknown device 'warp-drive'", "use auto, cpu, cuda"]),
+    (["--switch-class", "star", "--switch-step", "-1"], ["switch_step must be at least 0, got -1"]),
+    # known to be too late once the model's steps are: still before the first decode step
+    (["--switch-class", "star", "--switch-step", "8"], ["switch_step must be between 0 and 7, got 8"]),
 ]
 
 
@@ -130,6 +136,11 @@ FILES = [
     ("--model", "no_such_model", ["no file or folder", "not a known model name", "lpd_l_256"]),
     ("--model", str(DEMO_TOKENIZER_PATH), ["is not an LPD checkpoint", "it is a VQ tokenizer: pass it as the tokenizer"]),
     ("--tokenizer", str(DEMO_MODEL_PATH), ["is not a VQ tokenizer checkpoint", "it is an LPD model: pass it as the model"]),
+    ("--model", "neither.pth", ["neither.pth is not an LPD checkpoint (no pos_embed); pass an LPD model file",
+                                "python -m lpd_core download lpd_l_256"]),
+    ("--tokenizer", "neither.pth", ["neither.pth is not a VQ tokenizer checkpoint", "pass a VQ tokenizer file",
+                                    "python -m lpd_core download vq_ds16_c2i"]),
+    ("--model", "empty_folder", ["empty_folder holds 0 checkpoint files (none)", "name the file instead"]),
 ]
 
 
@@ -161,6 +172,47 @@ def test_unwritable_output_is_refused_before_any_work(out, words, capsys, tmp_pa
     assert snapshot(tmp_path, bad) == before
 
 
+# Paths the system cannot look up: answered as the path's problem, not as a traceback from os.stat
+
+LONG_NAME = "a" * 300  # longer than any file system takes for one name (255 bytes)
+UNUSABLE_PATHS = [
+    (["generate", "--class", "1", "--model", "{tmp}/loop", "--out", "{tmp}/x.png"],
+     ["the checkpoint", "loop cannot be used: Too many levels of symbolic links", "check the path"]),
+    (["generate", "--class", "1", "--tokenizer", "{tmp}/loop", "--out", "{tmp}/x.png"],
+     ["the checkpoint", "loop cannot be used: Too many levels of symbolic links"]),
+    (["generate", "--class", "1", "--model", "{tmp}/" + LONG_NAME + ".safetensors", "--out", "{tmp}/x.png"],
+     ["the checkpoint", "cannot be used: File name too long", "…"]),
+    (["generate", "--class", "1", "--out", "{tmp}/" + LONG_NAME + ".png"],
+     ["the output image", "cannot be used: File name too long", "choose another"]),
+    (["generate", "--class", "1", "--out", "{tmp}/loop/x.png"],
+     ["the output image", "loop/x.png cannot be used: Too many levels of symbolic links"]),
+    (["sample-many", "--num-images", "2", "--out", "{tmp}/loop/run"],
+     ["the --out folder", "cannot be used: Too many levels of symbolic links"]),
+    (["sample-many", "--num-images", "2", "--out", "{tmp}/" + LONG_NAME],
+     ["the --out folder", "cannot be used: File name too long"]),
+    (["convert", "{tmp}/loop"], ["the checkpoint", "loop cannot be used: Too many levels of symbolic links"]),
+    (["convert", str(DEMO_MODEL_PATH), "{tmp}/loop/x.safetensors"],
+     ["the converted checkpoint", "cannot be used: Too many levels of symbolic links"]),
+    (["convert", "{tmp}/folder"], ["folder is a folder, not a checkpoint file", "name the .safetensors or .pth file"]),
+    (["download", "vq_ds16_c2i", "--models-dir", "{tmp}/loop"],
+     ["the models folder", "cannot be used: Too many levels of symbolic links"]),
+]
+
+
+@pytest.mark.parametrize("args, words", UNUSABLE_PATHS,
+                         ids=["model loop", "tokenizer loop", "model long", "out long", "out in loop",
+                              "sample-many in loop", "sample-many long", "convert loop", "convert to loop",
+                              "convert folder", "download loop"])
+def test_a_path_the_system_cannot_look_up_is_named(args, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")  # a link to itself
+    (tmp_path / "folder").mkdir()
+    status, stderr = cli(capsys, *[a.format(tmp=tmp_path) for a in args])
+    assert_one_line(status, stderr, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "loop"]
+    assert list((tmp_path / "folder").iterdir()) == []
+
+
 OTHER_COMMANDS = [
     (["schedule", "--grid", "0", "--steps", "1"], ["--grid must be at least 1"]),
     (["schedule", "--resolution", "8", "--steps", "1"], ["--resolution must be at least 16"]),
@@ -170,9 +222,14 @@ OTHER_COMMANDS = [
     (["wide", "--class", "1", "--width", "16", "--out", "{tmp}/w.png"], [
         "the canvas must be at least the model's 32×32 px (8×8 tokens) on each side, got 16×32 px (4×8 tokens)"]),
     (["wide", "--class", "1", "--width", "30", "--out", "{tmp}/w.png"], ["--width 30 px is not a multiple", "28 or 32"]),
+    # the memory is checked before a label or a seed is made per canvas (a list of 10^9 of them took minutes)
+    (["wide", "--class", "1", "--to-class", "2", "--width", "64", "--batch", "1000000000", "--out", "{tmp}/w.png"],
+     ["holding 1000000000 images needs", "images fit in one run: ask for fewer"]),
     (["vary", "--image", "{bad}/picture.png", "--class", "1", "--count", "100000000", "--out", "{tmp}/v.png"],
      ["holding 100000000 images needs", "images fit in one run: ask for fewer"]),
     (["vary", "--image", "{bad}/two", "--class", "1", "--out", "{tmp}/v.png"], ["cannot read --image", "PNG or JPEG"]),
+    (["morph", "--class", "1", "--to-class", "2", "--frames", "1000000000", "--out", "{tmp}/m.webp"],
+     ["holding 1000000000 images needs", "images fit in one run: ask for fewer"]),
     (["schedule", "--grid", "4", "--steps", "4", "--seed", "-3"], ["seed must be between 0 and"]),
     (["schedule", "--grid", "4", "--steps", "4", "--out", "{tmp}/map.xyz"], ["map.xyz has no image extension", "map.png"]),
     (["convert", "{bad}/empty.pth"], ["empty.pth is empty (0 bytes)"]),
@@ -183,6 +240,10 @@ OTHER_COMMANDS = [
     (["convert", str(DEMO_MODEL_PATH), "{tmp}/x.safetensors", "--num-heads", "0"], ["--num-heads must be at least 1"]),
     (["download", "lpd_s_256", "--models-dir", "{tmp}/models"], ["unknown checkpoint 'lpd_s_256'", "lpd_l_256"]),
     (["download", "vq_ds16_c2i", "--models-dir", "{bad}/a_file"], ["a_file is a file", "give a folder"]),
+    (["download", "vq_ds16_c2i", "--filename", "../../etc/passwd", "--models-dir", "{tmp}/models"],
+     ["must name a file inside the repository", "got '../../etc/passwd'", "leave it out"]),
+    (["download", "vq_ds16_c2i", "--filename", "/etc/passwd", "--models-dir", "{tmp}/models"],
+     ["must name a file inside the repository", "got '/etc/passwd'"]),
     (["download", "vq_ds16_c2i", "--models-dir", "{bad}/hand"], ["vq_ds16_c2i.pt is empty (0 bytes)",
                                                                    "delete it and run python -m lpd_core download vq_ds16_c2i again"]),
 ]
@@ -221,6 +282,34 @@ def test_sample_many_refuses_before_the_folder_exists(args, words, capsys, tmp_p
     status, stderr = cli(capsys, "sample-many", *count, *args, "--no-progress", "--out", out)
     assert_one_line(status, stderr, *words)
     assert not out.exists() and snapshot(tmp_path) == {}
+
+
+@pytest.mark.parametrize("name, make, words", [
+    ("images", lambda path: path.write_text("notes"), ["images is a file", "keeps the folder of its PNGs there",
+                                                       "move it away, or use another --out folder"]),
+    ("manifest.json", lambda path: path.mkdir(), ["manifest.json is a folder", "keeps its manifest file there"]),
+], ids=["images is a file", "manifest is a folder"])
+def test_sample_many_refuses_a_folder_whose_entries_are_of_the_other_kind(name, make, words, capsys, tmp_path,
+                                                                          monkeypatch):
+    import lpd_core.bulk
+    monkeypatch.setattr(lpd_core.bulk, "load_pair", lambda *a, **k: pytest.fail("loaded a model"))
+    (tmp_path / "run").mkdir()
+    make(tmp_path / "run" / name)
+    before = snapshot(tmp_path)
+    status, stderr = cli(capsys, "sample-many", "--num-images", "2", "--no-progress", "--out", tmp_path / "run")
+    assert_one_line(status, stderr, *words)
+    assert snapshot(tmp_path) == before
+
+
+def test_sample_many_packs_a_finished_run_again_when_its_npz_is_damaged(capsys, tmp_path):
+    run = tmp_path / "run"
+    args = ["sample-many", "--num-images", "2", "--no-progress", "--out", run]
+    assert cli(capsys, *args)[0] == 0
+    npz = run / "samples_2x32x32x3.npz"
+    good = npz.read_bytes()
+    npz.write_bytes(good[:100])  # cut short outside sample-many (a copy, a full disk)
+    assert cli(capsys, *args)[0] == 0
+    assert npz.read_bytes() == good
 
 
 def test_sample_many_out_is_a_file(capsys, tmp_path):
@@ -385,9 +474,10 @@ GENERATE_API = [
     (dict(cfg=None), "cfg must be a number, got None"),
     (dict(cfg_schedule="cosine"), "unknown cfg schedule 'cosine'; choose one of linear, constant"),
     (dict(cfg_schedule=None), "unknown cfg schedule None"),
-    (dict(temperature=float("nan")), "temperature must be a finite number at least 0, got nan"),
+    (dict(temperature=float("nan")), "temperature must be a finite number at least 0 and at most 1000, got nan"),
     (dict(temperature=-0.5), "temperature must be a finite number at least 0"),
     (dict(temperature=1e-30), "temperature 1e-30 is too small to sample with"),
+    (dict(temperature=1e39), "temperature must be a finite number at least 0 and at most 1000, got 1e+39"),
     (dict(top_k=-1), "top_k must be at least 0, got -1"),
     (dict(top_k=1.5), "top_k must be a whole number, got 1.5"),
     (dict(top_p=float("nan")), "top_p must be a finite number more than 0 and at most 1, got nan"),
@@ -555,6 +645,7 @@ CREATIVE_API = [
     ("wide", dict(width=24, steps=-1), "steps must be at least 1, got -1"),
     ("wide", dict(width=24, top_p=0.0), "top_p must be a finite number more than 0"),
     ("wide", dict(width=10**9), "needs"),  # a canvas far larger than memory
+    ("wide", dict(width=24, batch=10**9), "holding 1000000000 images needs"),
     ("edit", dict(callback=3), "callback must be a function"),
     ("edit", dict(composite="no"), "composite must be True or False, got 'no'"),
     ("edit", dict(mask=[[1.0]]), "the mask must be a torch tensor"),
@@ -579,6 +670,27 @@ def test_edit_vary_wide_refuse_with_the_words(entry, change, words, demo):
             wide_canvas(model, tokenizer, labels, **change)
         else:
             edit(model, tokenizer, change.pop("images", picture()), change.pop("mask", full_mask()), labels, **change)
+    assert words in str(caught.value), str(caught.value)
+
+
+def test_a_morph_of_more_frames_than_memory_holds_is_refused_before_any_frame_is_planned(demo):
+    from lpd_core import build_schedule
+    from lpd_core.morph import class_morph
+    model, tokenizer = demo
+    with pytest.raises(errors.NotEnoughMemoryError, match="holding 1000000000 images needs .* ask for fewer"):
+        class_morph(model, tokenizer, 1, 2, schedule=build_schedule(8, steps=8), frames=10**9)
+
+
+@pytest.mark.parametrize("images, change, words", [
+    (torch.rand(2, 8, 8, 3), dict(columns=-1), "columns must be at least 0, got -1"),
+    (torch.rand(2, 8, 8, 3), dict(columns=1.5), "columns must be a whole number, got 1.5"),
+    (torch.rand(2, 8, 8, 3), dict(padding=-5), "padding must be at least 0, got -5"),
+    (torch.rand(0, 8, 8, 3), {}, "no images to lay out in a grid: give at least one image"),
+], ids=["columns -1", "columns 1.5", "padding -5", "no images"])
+def test_image_grid_refuses_with_the_words(images, change, words):
+    from lpd_core.imaging import image_grid
+    with pytest.raises(errors.SettingError) as caught:  # were PIL's ValueError and a ZeroDivisionError
+        image_grid(images, **change)
     assert words in str(caught.value), str(caught.value)
 
 

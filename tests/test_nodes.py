@@ -387,6 +387,12 @@ def test_out_of_range_class(nodes, model, schedule):
         nodes["LPDSampler"].execute(model, schedule, 0, 1, 0, classes="2, 12")
 
 
+def test_negative_batch_size_is_named_as_given(nodes, model, schedule):
+    from lpd_core.errors import SettingError
+    with pytest.raises(SettingError, match=r"batch size must be at least 1, got -2"):  # not the 0 labels it made
+        nodes["LPDSampler"].execute(model, schedule, 1, -2, 0, classes="1, 2")
+
+
 def test_model_tokenizer_mismatch(nodes, model, schedule):
     other = small_tokenizer(256)
     with pytest.raises(ValueError, match="tokenizer/model mismatch.*512.*256"):

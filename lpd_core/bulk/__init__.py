@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import sys
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
@@ -46,7 +47,7 @@ from tqdm import tqdm
 
 from ..checkpoints import load_pair, resolve_settings
 from ..classes import check_class, resolve_classes
-from ..errors import ResumeError, SettingError
+from ..errors import OutputError, ResumeError, SettingError
 from ..fast import on_by_default
 from ..files import check_output_folder
 from ..generate import generate
@@ -122,6 +123,17 @@ def _run_settings(lpd, vq, model, tokenizer, dtype, fast, order, proximity, reso
     }
 
 
+def _check_layout(out: Path) -> None:
+    """What a run keeps in `out` can go there: its images folder is not a file, its manifest not a
+    folder (checked with the folder, before any model is loaded)."""
+    for name, folder in ((IMAGES_DIR, True), (MANIFEST_NAME, False)):
+        path = out / name
+        if path.exists() and path.is_dir() != folder:
+            kind, wanted = ("a file", "the folder of its PNGs") if folder else ("a folder", "its manifest file")
+            raise OutputError(f"{path} is {kind}, but sample-many keeps {wanted} there; move it away, or use "
+                              f"another --out folder")
+
+
 def _plan(out: Path, settings: dict, num_images: int, lock: FolderLock) -> dict:
     """On rank 0: take the folder's lock, check it holds this run (or none), note what is missing.
     A refused folder is left as it was."""
@@ -195,6 +207,7 @@ def sample_many(
     fast = None if fast is None else check_flag("fast", fast)
     progress = check_flag("progress", progress)
     out = check_output_folder(out, "--out folder")
+    _check_layout(out)
     processes, device = start_processes(device)
     if fast is None:
         fast = on_by_default(device)
@@ -282,7 +295,7 @@ def _finish(out: Path, previous: dict | None, settings: dict, num_images: int, c
             f"(or copy every machine's {IMAGES_DIR}/ into one and run the same command again to pack)")
     npz_name = f"samples_{num_images}x{size}x{size}x3.npz"
     if (not missing and previous and previous.get("status") == "complete"
-            and previous.get("num_images") == num_images and (out / npz_name).is_file()):
+            and previous.get("num_images") == num_images and zipfile.is_zipfile(out / npz_name)):
         log(f"all {num_images} images were already sampled and packed: {out / npz_name}")
         return previous
     labels = [class_of(i, class_list) for i in range(num_images)]
