@@ -68,15 +68,19 @@ NEW_COLOUR = 0.1  # mean |ΔRGB| from both main colours that makes a regenerated
 
 # ------------------------------------------------------------------------------------------ templates
 def read_templates(revision: str | None) -> dict[str, dict]:
-    """The workflows of example_workflows/ by name: the working tree's, or those of a git revision."""
+    """The workflows of example_workflows/ by name: the working tree's, or those of a git revision, named as the
+    working tree names the workflow of the same id (a template renamed since then is still compared)."""
+    current = {json.loads(path.read_text(encoding="utf-8"))["id"]: path.stem
+               for path in sorted((ROOT / WORKFLOWS).glob("*.json"))}
     if revision is None:
-        return {path.stem: json.loads(path.read_text(encoding="utf-8"))
-                for path in sorted((ROOT / WORKFLOWS).glob("*.json"))}
+        return {name: json.loads((ROOT / WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+                for name in current.values()}
     names = subprocess.run(["git", "ls-tree", "--name-only", f"{revision}:{WORKFLOWS}"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split()
-    return {Path(name).stem: json.loads(subprocess.run(["git", "show", f"{revision}:{WORKFLOWS}/{name}"], cwd=ROOT,
-                                                       check=True, capture_output=True, text=True).stdout)
-            for name in sorted(names) if name.endswith(".json")}
+                           capture_output=True, text=True).stdout.splitlines()
+    workflows = [json.loads(subprocess.run(["git", "show", f"{revision}:{WORKFLOWS}/{name}"], cwd=ROOT, check=True,
+                                           capture_output=True, text=True).stdout)
+                 for name in sorted(names) if name.endswith(".json")]
+    return {current.get(workflow["id"], workflow["id"]): workflow for workflow in workflows}
 
 
 def runs_on_the_demo(workflow: dict) -> bool:

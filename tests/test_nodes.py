@@ -765,3 +765,15 @@ def test_registry_metadata():
     published = {f"{entry.name}.pth": hf_hub_url(entry.repo_id, f"{entry.name}.pth") for entry in LPD_MODELS.values()}
     published |= {entry.filename: hf_hub_url(entry.repo_id, entry.filename) for entry in TOKENIZERS.values()}
     assert registry == published
+
+
+def test_template_names_work_in_template_links():
+    """ComfyUI's template browser titles a pack's template with its file name, and its template links
+    (`/?template=<name>&source=ComfyUI-LPD`, checked in frontends 1.49.6 and 1.58.1) load only names of
+    letters, digits, '_', '.' and '-': a friendlier title with spaces would break every shared link."""
+    import re
+    names = [path.stem for path in (ROOT / "example_workflows").glob("*.json")]
+    assert len(names) == 14
+    assert [name for name in names if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)] == []
+    for name in names:
+        assert (ROOT / "example_workflows" / f"{name}.jpg").is_file(), name
