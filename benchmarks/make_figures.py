@@ -16,6 +16,7 @@ classes.
 from __future__ import annotations
 
 import argparse
+import math
 import json
 from glob import escape as glob_escape
 from pathlib import Path
@@ -127,10 +128,12 @@ def _saved_picture(files: list[Path], frames: int = 8) -> Image.Image:
             for k in np.linspace(0, count - 1, min(frames, count)).round().astype(int):
                 image.seek(int(k))
                 shots.append(image.convert("RGB"))
-            row = Image.new("RGB", (sum(s.width for s in shots) + 2 * (len(shots) - 1), shots[0].height), LIGHT)
+            per_row = math.ceil(len(shots) / 2)  # two rows: frames large enough to see
+            width, height = shots[0].size
+            sheet = Image.new("RGB", (per_row * (width + 2) - 2, 2 * height + 2), LIGHT)
             for k, shot in enumerate(shots):
-                row.paste(shot, (k * (shot.width + 2), 0))
-            pictures.append(row)
+                sheet.paste(shot, ((k % per_row) * (width + 2), (k // per_row) * (height + 2)))
+            pictures.append(sheet)
         else:
             pictures.append(image.convert("RGB"))
     gap = 8
@@ -160,7 +163,7 @@ def _card_thumbnail(workflow: dict) -> Image.Image:
     """Title (the note's heading), the published files the loaders download, and the classes asked for."""
     nodes = workflow["nodes"]
     note = next(n["widgets_values"][0] for n in nodes if n["type"] == "MarkdownNote")
-    title = note.splitlines()[0].lstrip("# ").strip()
+    title = note.splitlines()[0].lstrip("# ").strip().replace("→", "to")  # the default font has no arrow
     loaders = [n["widgets_values"][0] for n in nodes if n["type"] in ("LPDModelLoader", "LPDTokenizerLoader")]
     classes = []
     for sampler in (n for n in nodes if n["type"] == "LPDSampler"):
@@ -172,8 +175,9 @@ def _card_thumbnail(workflow: dict) -> Image.Image:
     card = Image.new("RGB", THUMBNAIL, DARK)
     draw = ImageDraw.Draw(card)
     draw.text((24, 24), title, fill=LIGHT, font=_font(30))
-    draw.text((24, 74), "needs " + " + ".join(loaders) + " (downloaded on the first run)", fill=DIM, font=_font(18))
-    y = 130
+    draw.text((24, 74), "needs " + " + ".join(loaders), fill=DIM, font=_font(18))
+    draw.text((24, 98), "(downloaded on the first run)", fill=DIM, font=_font(18))
+    y = 146
     for label in classes[:8]:
         draw.text((40, y), label, fill=LIGHT, font=_font(22))
         y += 30
