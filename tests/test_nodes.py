@@ -777,3 +777,13 @@ def test_template_names_work_in_template_links():
     assert [name for name in names if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)] == []
     for name in names:
         assert (ROOT / "example_workflows" / f"{name}.jpg").is_file(), name
+
+
+def test_template_outputs_have_their_own_file_prefixes():
+    """Every save node of the templates writes under a prefix of its own, so one template's two results, or two
+    templates' results, never share a numbered series of files."""
+    prefixes = [node["widgets_values"][0]
+                for path in sorted((ROOT / "example_workflows").glob("*.json"))
+                for node in json.loads(path.read_text())["nodes"] if node["type"].startswith("Save")]
+    assert len(prefixes) == 16
+    assert len(set(prefixes)) == len(prefixes), sorted(prefixes)
