@@ -62,7 +62,7 @@ from lpd_core.checkpoints import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH, generatio
 from lpd_core.morph import frame_classes, morph_weights
 from lpd_core.schedule import build_orders, group_sizes_for
 from lpd_core.variation import vary
-from training.judge import classify, load_judge, train_classifier
+from training.judge import add_judge_arguments, classify, judge_from_arguments
 from training.shapes import NUM_CLASSES, SHAPE_CLASSES, dataset_uint8
 
 VARY_SEED = 616161  # the real images to vary: not the judge's, the tokenizer's or the model's data
@@ -349,9 +349,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=17, help="frames per morph")
     parser.add_argument("--layout-steps", default="0,2,4", help="the morph's layout steps to compare")
     parser.add_argument("--travel-canvases", type=int, default=100, help="canvases per class pair")
-    parser.add_argument("--judge", default=None, help="load this judge file instead of training one")
-    parser.add_argument("--judge-images", type=int, default=20000, help="training images of the judge")
-    parser.add_argument("--judge-epochs", type=int, default=2)
+    add_judge_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
@@ -363,11 +361,7 @@ def main() -> None:
     settings = generation_defaults(model)
     print(f"demo model, {settings.steps} steps, cfg {settings.cfg} ({settings.cfg_schedule}), locality order, fp32; "
           f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    if args.judge:
-        judge = load_judge(args.judge)
-    else:
-        judge = train_classifier(num_images=args.judge_images, epochs=args.judge_epochs, device="cpu",
-                                 log=lambda line: print("  " + line))
+    judge = judge_from_arguments(args)
     real_uint8, real_labels = dataset_uint8(1000, seed=VARY_SEED + 1)
     predicted, _ = classify(judge, torch.from_numpy(real_uint8).float() / 255)
     results = dict(config=vars(args), judge_accuracy_real=float((predicted.numpy() == real_labels).mean()))

@@ -40,7 +40,7 @@ from lpd_core import build_schedule, generate, load_model, load_tokenizer
 from lpd_core.checkpoints import DEMO_MODEL_PATH, DEMO_TOKENIZER_PATH
 from lpd_core.editing import edit
 from lpd_core.schedule import group_sizes_for
-from training.judge import classify, frechet_distance, load_judge, train_classifier
+from training.judge import add_judge_arguments, classify, frechet_distance, judge_from_arguments
 from training.shapes import NUM_CLASSES, dataset_uint8, shape_box
 from training.vq import encode_images
 
@@ -131,9 +131,7 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=None, help="default: the demo file's")
     parser.add_argument("--cfg-schedule", default=None, help="default: the demo file's")
     parser.add_argument("--real", type=int, default=2000, help="held-out real images for the FD reference")
-    parser.add_argument("--judge", default=None, help="load this judge file instead of training one")
-    parser.add_argument("--judge-images", type=int, default=20000, help="training images of the judge")
-    parser.add_argument("--judge-epochs", type=int, default=2)
+    add_judge_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
@@ -148,11 +146,7 @@ def main() -> None:
     args.edit_steps = settings.steps
     print(f"demo model {DEMO_MODEL_PATH.name}: {model.config}")
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    if args.judge:
-        judge = load_judge(args.judge)
-    else:
-        judge = train_classifier(num_images=args.judge_images, epochs=args.judge_epochs, device="cpu",
-                                 log=lambda line: print("  " + line))
+    judge = judge_from_arguments(args)
 
     real_uint8, real_labels = dataset_uint8(args.real + args.samples, seed=REAL_SEED)
     real = torch.from_numpy(real_uint8).float() / 255.0

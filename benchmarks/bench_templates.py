@@ -55,7 +55,7 @@ import torch
 
 from benchmarks.bench_creative import judge_probabilities, seam_ratio
 from lpd_core.files import atomic_write
-from training.judge import load_judge, train_classifier
+from training.judge import add_judge_arguments, judge_from_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = "example_workflows"
@@ -349,9 +349,7 @@ def main() -> None:
         "also measure a variant of a template with a node's widget values replaced by a JSON list, e.g. "
         "'lpd_outpaint_demo:7=[2, 2, 2, 2, 256]'; several nodes joined by ' & ' (repeatable)"))
     parser.add_argument("--repeats", type=int, default=25, help="runs per template: its own seeds, then shifted ones")
-    parser.add_argument("--judge", default=None, help="load this judge file instead of training one")
-    parser.add_argument("--judge-images", type=int, default=20000, help="training images of the judge")
-    parser.add_argument("--judge-epochs", type=int, default=2)
+    add_judge_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
@@ -359,8 +357,7 @@ def main() -> None:
     started = time.perf_counter()
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
           f"threads, fp32; {args.repeats} runs per template (run r: every seed + {SEED_STEP}·r)")
-    judge = load_judge(args.judge) if args.judge else train_classifier(
-        num_images=args.judge_images, epochs=args.judge_epochs, device="cpu", log=lambda line: print("  " + line))
+    judge = judge_from_arguments(args)
     nodes, loaded = pack_nodes(), {}
     versions = {"after": read_templates(None)}
     if args.before:

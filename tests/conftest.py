@@ -69,3 +69,14 @@ def reference_model():
 def reference_vq():
     from lpd_core import load_tokenizer
     return load_tokenizer(REFERENCE / "vq.pt")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one intra-op thread while a module runs: its work is many small layers, and on two cores shared
+    with other jobs, two threads spend most of their time waiting for each other (measured on the demo model's
+    short training runs: 3-4× the wall time of one thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

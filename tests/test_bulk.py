@@ -33,14 +33,6 @@ CLI_SETTINGS = ["--num-images", COUNT, "--steps", 6, "--order", "locality", "--c
 NPZ = f"samples_{COUNT}x128x128x3.npz"
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """The machine is shared: one intra-op thread keeps small CPU work from stalling on others."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):

@@ -33,15 +33,7 @@ MIN_CLASS_SWAP_ACCURACY = 0.6
 MIN_PSNR = 25.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The work here is small batches of small layers. On two cores shared with other jobs, two
-    threads spend most of their time waiting for each other (measured: 3-4× the wall time of one
-    thread for the short training runs below), so this module runs on one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

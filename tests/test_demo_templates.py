@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from benchmarks.bench_templates import Graph, measure_canvas, measure_edit, pack_nodes, read_templates, widget_inputs
 from training.judge import load_judge
@@ -15,12 +14,7 @@ from training.judge import load_judge
 JUDGE_PATH = Path(__file__).parent / "fixtures" / "shape_judge.safetensors"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,7 @@ from tests.test_nodes import (FIXTURES, PACK_NAME, REAL_COMFY, _load_pack, node_
 GRID, STRIDE, SIZE = 8, 16, 128
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tests run many small convolutions; on a busy shared CPU several threads make each of
-    them many times slower, so use one while they run."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

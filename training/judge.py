@@ -118,3 +118,18 @@ def load_judge(path, device="cpu") -> ShapeClassifier:
     model = ShapeClassifier()
     model.load_state_dict(load_file(str(path)))
     return model.to(device).eval()
+
+
+def add_judge_arguments(parser) -> None:
+    """The benchmarks' options for their judge: a judge file to load, or how to train one."""
+    parser.add_argument("--judge", default=None, help="load this judge file instead of training one")
+    parser.add_argument("--judge-images", type=int, default=20000, help="training images of the judge")
+    parser.add_argument("--judge-epochs", type=int, default=2)
+
+
+def judge_from_arguments(args) -> ShapeClassifier:
+    """The judge `add_judge_arguments`' options ask for: loaded from --judge, else trained, logging its progress."""
+    if args.judge:
+        return load_judge(args.judge)
+    return train_classifier(num_images=args.judge_images, epochs=args.judge_epochs, device="cpu",
+                            log=lambda line: print("  " + line))
